@@ -1,0 +1,67 @@
+// swift-tools-version:6.0
+// Ocellus: an edge vision-language daemon. One package; see README.md for the map of targets.
+import PackageDescription
+
+let package = Package(
+    name: "Ocellus",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "ocellusd", targets: ["ocellusd"]),
+        .executable(name: "ocellus", targets: ["ocellus"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        // MARK: - C: kernels and system libraries
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-fno-strict-aliasing"])]),
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CV4L2", pkgConfig: "libv4l2", providers: [.apt(["libv4l-dev"])]),
+        .target(name: "CV4L2Shim", dependencies: ["CV4L2"]),
+        .systemLibrary(name: "CMosquitto", pkgConfig: "libmosquitto", providers: [.apt(["libmosquitto-dev"])]),
+        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
+
+        // MARK: - Swift modules
+        .target(name: "Compute", dependencies: [
+            "CKernels", "COpenBLAS",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "Florence2", dependencies: [
+            "Compute",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "Capture", dependencies: [
+            "CV4L2", "CV4L2Shim", "CTurboJPEG",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "MQTT", dependencies: [
+            "CMosquitto",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "Daemon", dependencies: [
+            "Compute", "Florence2", "Capture", "MQTT", "CSystemd",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Yams", package: "Yams"),
+        ]),
+        .executableTarget(name: "ocellusd", dependencies: [
+            "Daemon",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "ocellus", dependencies: [
+            "Compute", "Florence2", "Capture", "Daemon",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        // MARK: - Tests (one per module; fixtures beside them)
+        .testTarget(name: "ComputeTests", dependencies: ["Compute", "CKernels"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "Florence2Tests", dependencies: ["Florence2", "Compute"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "CaptureTests", dependencies: ["Capture"]),
+        .testTarget(name: "MQTTTests", dependencies: ["MQTT"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon"]),
+    ]
+)

@@ -1,0 +1,2 @@
+#include "cv4l2shim.h"
+int ocv_shim_version(void) { return 1; }

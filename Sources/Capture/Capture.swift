@@ -1,0 +1,1 @@
+// Capture module (placeholder; filled in by its issue).

@@ -1,0 +1,1 @@
+// Compute module (placeholder; filled in by its issue).

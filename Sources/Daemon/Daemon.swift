@@ -1,0 +1,1 @@
+// Daemon module (placeholder; filled in by its issue).

@@ -1,0 +1,1 @@
+// Florence2 module (placeholder; filled in by its issue).

@@ -1,0 +1,1 @@
+// MQTT module (placeholder; filled in by its issue).

@@ -1,0 +1,6 @@
+import XCTest
+@testable import Compute
+
+final class ComputeSmokeTests: XCTestCase {
+    func testModuleLinks() { XCTAssertTrue(true) }
+}

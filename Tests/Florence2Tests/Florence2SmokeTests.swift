@@ -1,0 +1,6 @@
+import XCTest
+@testable import Florence2
+
+final class Florence2SmokeTests: XCTestCase {
+    func testModuleLinks() { XCTAssertTrue(true) }
+}

@@ -1,0 +1,6 @@
+import XCTest
+@testable import MQTT
+
+final class MQTTSmokeTests: XCTestCase {
+    func testModuleLinks() { XCTAssertTrue(true) }
+}
