@@ -1,1 +1,0 @@
-// Compute module (placeholder; filled in by its issue).
