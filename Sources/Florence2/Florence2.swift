@@ -1,1 +1,0 @@
-// Florence2 module (placeholder; filled in by its issue).
