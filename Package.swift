@@ -23,6 +23,8 @@ let package = Package(
         .systemLibrary(name: "CMosquitto", pkgConfig: "libmosquitto", providers: [.apt(["libmosquitto-dev"])]),
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
         .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
+        // Test-only: counts heap allocations (interposes malloc); linked into the test executable only.
+        .target(name: "CMallocCounter"),
 
         // MARK: - Swift modules
         .target(name: "Compute", dependencies: [
@@ -58,8 +60,8 @@ let package = Package(
         ]),
 
         // MARK: - Tests (one per module; fixtures beside them)
-        .testTarget(name: "ComputeTests", dependencies: ["Compute", "CKernels"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "Florence2Tests", dependencies: ["Florence2", "Compute"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ComputeTests", dependencies: ["Compute", "CKernels", "CMallocCounter"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "Florence2Tests", dependencies: ["Florence2", "Compute", "CMallocCounter"], resources: [.copy("Fixtures")]),
         .testTarget(name: "CaptureTests", dependencies: ["Capture"]),
         .testTarget(name: "MQTTTests", dependencies: ["MQTT"]),
         .testTarget(name: "DaemonTests", dependencies: ["Daemon"]),
