@@ -123,7 +123,7 @@ private struct Parser {
 }
 
 /// True if the `n` bytes at `p` are well-formed UTF-8 (no overlongs, surrogates or values past U+10FFFF).
-private func isValidUTF8(_ p: UnsafeRawPointer, _ n: Int) -> Bool {
+func isValidUTF8(_ p: UnsafeRawPointer, _ n: Int) -> Bool {
     let b = p.assumingMemoryBound(to: UInt8.self)
     var i = 0
     while i < n {

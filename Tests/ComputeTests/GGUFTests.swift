@@ -452,6 +452,19 @@ final class GGUFTests: XCTestCase {
         }
     }
 
+    func testUTF8ValidatorAgreesWithTheStandardLibrary() {
+        var rng = SplitMix64(seed: 7)
+        // Random short sequences biased toward lead and continuation bytes, plus known edge cases.
+        var cases: [[UInt8]] = [[], [0xC0, 0x80], [0xE0, 0x80, 0x80], [0xED, 0xA0, 0x80], [0xF4, 0x90, 0x80, 0x80],
+                                [0xF0, 0x9F, 0x98, 0x80], [0xEF, 0xBF, 0xBF], [0xC2], [0x7F, 0x80]]
+        let pool: [UInt8] = [0x00, 0x41, 0x7F, 0x80, 0x8F, 0x9F, 0xA0, 0xBF, 0xC0, 0xC2, 0xDF, 0xE0, 0xED, 0xEF, 0xF0, 0xF4, 0xF5, 0xFF]
+        for _ in 0..<20000 { cases.append((0..<Int(rng.next() % 6)).map { _ in pool[Int(rng.next() % UInt64(pool.count))] }) }
+        for c in cases {
+            let ours = c.withUnsafeBytes { isValidUTF8($0.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!, c.count) }
+            XCTAssertEqual(ours, String(validating: c, as: UTF8.self) != nil, "\(c.map { String($0, radix: 16) })")
+        }
+    }
+
     func testRandomByteFlipsParseOrThrow() throws {
         let valid = sampleWriter().bytes()
         var rng = SplitMix64(seed: 20_261_201)
