@@ -7,11 +7,17 @@ import XCTest
 final class GGUFTests: XCTestCase {
     // MARK: - Helpers
 
-    /// A fresh path under the temporary directory.
+    private static let tempDir = FileManager.default.temporaryDirectory.appendingPathComponent("ocellus-gguf-tests-\(getpid())")
+
+    /// A path under this run's temporary directory (removed after the class's tests).
     private func tempPath(_ name: String) -> String {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ocellus-gguf-tests-\(getpid())")
-        try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        return dir.appendingPathComponent(name).path
+        try? FileManager.default.createDirectory(at: Self.tempDir, withIntermediateDirectories: true)
+        return Self.tempDir.appendingPathComponent(name).path
+    }
+
+    override class func tearDown() {
+        try? FileManager.default.removeItem(at: tempDir)
+        super.tearDown()
     }
 
     /// Asserts that `body` throws a `GGUFError` accepted by `match`, and returns it.
