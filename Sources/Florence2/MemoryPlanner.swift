@@ -149,18 +149,18 @@ public enum Florence2MemoryPlanner {
         let c3 = v.embedDims[v.stageCount - 1]
         let projector = a(g.imageTokens * c3)
         let visionPeak = 2 * a(residual) + max(maxStage, projector)
-        items.append(.init(kind: .arena, name: "vision residual [\(residual) f32] x2 (ping-pong)", bytes: 2 * a(residual)))
-        items.append(.init(kind: .arena, name: "vision block temporaries, peak at stage \(worstStage) (\(stageLine))", bytes: maxStage))
-        items.append(.init(kind: .arena, name: "projector features [\(g.imageTokens), \(c3)] f32 (reuses the block bytes)", bytes: 0))
+        items.append(.init(kind: .arena, name: "vision phase: residual [\(residual) f32] x2 (ping-pong)", bytes: 2 * a(residual)))
+        items.append(.init(kind: .arena, name: "vision phase: block temporaries, peak at stage \(worstStage) (\(stageLine))", bytes: maxStage))
+        items.append(.init(kind: .arena, name: "vision phase: projector features [\(g.imageTokens), \(c3)] f32 (reuses the block bytes)", bytes: 0))
 
         // Text encoder: q, k, v, attention output, an FFN block and per-thread score rows.
         let encTok = min(textBlockTokens, L)
         let encPeak = a(L * d) * 4 + a(encTok * t.encoderFFN) + a(L * L) * limits.threads
-        items.append(.init(kind: .arena, name: "encoder q/k/v/attn [\(L), \(d)] x4, ffn [\(encTok), \(t.encoderFFN)], scores [\(L), \(L)] x\(limits.threads) threads", bytes: encPeak))
+        items.append(.init(kind: .arena, name: "text-encoder phase: q/k/v/attn [\(L), \(d)] x4, ffn [\(encTok), \(t.encoderFFN)], scores [\(L), \(L)] x\(limits.threads) threads", bytes: encPeak))
 
         // Decoder step: R rows of q/k/v/attn/hidden, FFN, logits and log-probs, per-thread scores.
         let decPeak = a(R * d) * 5 + a(R * t.decoderFFN) + a(R * t.vocabSize) * 2 + a(max(P, L)) * limits.threads * t.decoderHeads
-        items.append(.init(kind: .arena, name: "decoder step [\(R) rows]: hidden/q/k/v/attn, ffn, logits + log-probs [\(R), \(t.vocabSize)]", bytes: decPeak))
+        items.append(.init(kind: .arena, name: "decoder phase: step [\(R) rows]: hidden/q/k/v/attn, ffn, logits + log-probs [\(R), \(t.vocabSize)]", bytes: decPeak))
 
         // Kernel scratch: int8 activations of the widest linear input (M·K bytes + scale and sum per row).
         let mVision = visionBlockTokens, kVision = (0..<v.stageCount).map { max(v.mlpHidden($0), v.embedDims[$0]) }.max() ?? 0
@@ -172,7 +172,7 @@ public enum Florence2MemoryPlanner {
         let phasePeak = max(visionPeak, encPeak, decPeak)
         let arena = persistent + phasePeak + quant
         let phase = phasePeak == visionPeak ? "vision" : phasePeak == encPeak ? "text encoder" : "decoder"
-        notes.append("phases reuse the same arena bytes; the peak phase is the \(phase) (\(MemoryPlan.format(phasePeak)))")
+        notes.append("the vision, text-encoder and decoder phases run one after another in the same arena bytes: the arena holds the persistent items, the largest phase (\(phase), \(MemoryPlan.format(phasePeak))) and the kernel scratch")
 
         let selfKV = t.decoderLayers * 2 * R * P * d * f
         let crossKV = t.decoderLayers * 2 * L * d * f

@@ -2,6 +2,7 @@
 // tensor, totals) and the memory plan, like `gguf-dump` but through our strict reader.
 import ArgumentParser
 import Compute
+import Florence2
 import Foundation
 
 struct InspectCommand: ParsableCommand {
@@ -18,6 +19,24 @@ struct InspectCommand: ParsableCommand {
 
     @Flag(name: .long, help: "Print JSON instead of text.")
     var json = false
+
+    @Option(name: .long, help: "Plan for this image size, WxH (default: the model's preprocessing size).")
+    var imageSize: String?
+
+    @Option(name: .long, help: "Plan for this many prompt tokens after the image (default 256).")
+    var maxPromptTokens: Int?
+
+    @Option(name: .long, help: "Plan for this many generated tokens (default 256).")
+    var maxNewTokens: Int?
+
+    @Option(name: .customLong("num-beams"), help: "Plan for this many beams (default: the model's generation config, else 3).")
+    var numBeams: Int?
+
+    @Option(name: .long, help: "Plan for this many worker threads (default: all cores).")
+    var threads: Int?
+
+    @Option(name: .customLong("budget-mb"), help: "Check the plan against this budget in MiB.")
+    var budgetMB: Int?
 
     func run() throws {
         let file: GGUFFile
@@ -98,20 +117,38 @@ struct InspectCommand: ParsableCommand {
 
     // MARK: - Memory plan
 
-    /// The memory-plan section for `f`, or the reason there is none.
-    ///
-    /// LEAD ENGINEER: this is the place for the Florence-2 `MemoryPlan` (weights mapped, arena,
-    /// KV caches, frame buffers, from the file's configuration): build it here and return its
-    /// lines; keep the "not available" line for files no plan can be made for.
+    /// The memory-plan section for `f` under the limits given on the command line (the file's
+    /// defaults otherwise), or the reason there is none.
     private func memoryPlanLines(for f: GGUFFile) -> [String] {
         let arch = (try? f.stringIfPresent("general.architecture")) ?? nil
-        let reason: String
-        switch arch {
-        case nil: reason = "no general.architecture string"
-        case "florence2"?: reason = "the Florence-2 memory plan is not built yet"
-        case let other?: reason = "architecture '\(other)' has no memory plan"
+        guard arch == "florence2" else {
+            let reason = arch.map { "architecture '\($0)' has no memory plan" } ?? "no general.architecture string"
+            return ["memory plan: (not available for this file: \(reason))"]
         }
-        return ["memory plan: (not available for this file: \(reason))"]
+        do {
+            let config = try Florence2Config(file: f)
+            var limits = Florence2Limits(config: config, threads: threads ?? ProcessInfo.processInfo.activeProcessorCount)
+            if let v = imageSize {
+                let parts = v.lowercased().split(separator: "x").compactMap { Int($0) }
+                guard parts.count == 2 else { return ["memory plan: --image-size wants WxH, got '\(v)'"] }
+                limits.imageWidth = parts[0]
+                limits.imageHeight = parts[1]
+            }
+            if let v = maxPromptTokens { limits.maxPromptTokens = v }
+            if let v = maxNewTokens { limits.maxNewTokens = v }
+            if let v = numBeams { limits.numBeams = v }
+            let weights = f.tensorInfos.reduce(0) { $0 + $1.byteCount }
+            let plan = try Florence2MemoryPlanner.plan(config: config, limits: limits, weightBytes: weights)
+            var lines = ["memory plan: image \(limits.imageWidth)x\(limits.imageHeight), \(limits.maxPromptTokens) prompt tokens, "
+                         + "\(limits.maxNewTokens) new tokens, \(limits.numBeams) beams, \(limits.threads) threads"]
+            lines += plan.render().split(separator: "\n").map(String.init)
+            if let mb = budgetMB {
+                do { try plan.check(budget: mb << 20); lines.append("  fits the budget of \(mb) MiB") } catch { lines.append("  \(error)") }
+            }
+            return lines
+        } catch {
+            return ["memory plan: (not available for this file: \(error))"]
+        }
     }
 
     // MARK: - JSON
