@@ -1,5 +1,5 @@
 # Writes python-writer.gguf with the PyPI `gguf` package's GGUFWriter (the reference writer).
-# Run: python make_python_writer.py python-writer.gguf   (gguf==0.19.0, numpy)
+# Run: python Quantization/fixture_gguf_python_writer.py Tests/ComputeTests/Fixtures/gguf/python-writer.gguf   (gguf==0.19.0, numpy)
 import sys
 import numpy as np
 import gguf
