@@ -1,0 +1,194 @@
+// Attention cores: DaViT window and channel attention (transformers Florence2VisionWindowAttention /
+// Florence2VisionChannelAttention, between qkv and proj) and BART multi-head attention
+// (`eager_attention_forward`, between the q/k/v projections and out_proj).
+// Matrix products are single-threaded OpenBLAS calls spread over the worker pool; the softmax
+// between them is the fused CKernels `ock_attn_softmax_f32`.
+import CKernels
+import COpenBLAS
+
+/// The attention cores. Each takes projected q/k/v, writes the heads' outputs concatenated
+/// (head-major along channels) and leaves the output projection to the caller's `Linear`.
+/// Scratch comes from `context.scratch` (sized by the matching `...ScratchBytes` function) and is
+/// released before returning.
+public enum Attention {
+    /// Queries per block in `multiHead` (one score block is `queryBlock × keys` floats).
+    public static let queryBlock = 64
+
+    /// The SIMD variant the softmax and decode kernels use ("avx512", "avx2" or "reference").
+    public static var kernelVariant: String { String(cString: ock_attn_variant()) }
+
+    /// Forces the reference kernels (for debugging) or returns to the CPU's best variant.
+    /// Call between forward passes, never while one runs.
+    public static func forceReferenceKernels(_ on: Bool) { ock_attn_force_reference(on ? 1 : 0) }
+
+    // MARK: - Window attention (DaViT spatial block)
+
+    /// Scratch bytes `window` needs for windows of `tokens` tokens on `threads` threads:
+    /// `threads × aligned(tokens² × 4)` (one score matrix per thread).
+    public static func windowScratchBytes(tokens: Int, threads: Int) -> Int {
+        max(1, threads) * Arena.aligned(tokens * tokens * MemoryLayout<Float>.stride)
+    }
+
+    /// Window self-attention: `qkv [nWin, T, 3C]` (the qkv Linear's output over partitioned
+    /// windows, the 3C axis laid out [3][heads][headDim]) into `out [nWin, T, C]`: per window and
+    /// head, `softmax(q·kᵀ · headDim^-0.5)·v`, heads concatenated along C. No mask: every token of
+    /// the window (padding included) is a key.
+    public static func window(qkv: Tensor, heads: Int, out: Tensor, context: ComputeContext) throws {
+        precondition(qkv.shape.rank == 3 && qkv.shape[2] % 3 == 0, "window attention needs qkv [nWin, T, 3C], got \(qkv.shape)")
+        let nWin = qkv.shape[0], t = qkv.shape[1], c = qkv.shape[2] / 3
+        precondition(heads >= 1 && c % heads == 0, "C=\(c) is not a multiple of heads=\(heads)")
+        precondition(out.shape == Shape(nWin, t, c), "window attention output must be [\(nWin), \(t), \(c)], got \(out.shape)")
+        if nWin == 0 || t == 0 { return }
+        let hd = c / heads
+        let scale = Float(1 / Double(hd).squareRoot())
+        let items = nWin * heads
+        let tasks = min(context.pool.threadCount, items)
+        let slice = Arena.aligned(t * t * MemoryLayout<Float>.stride) / MemoryLayout<Float>.stride
+        let mark = context.scratch.mark()
+        defer { context.scratch.reset(to: mark) }
+        let scratch = try context.scratch.allocateBytes(tasks * slice * MemoryLayout<Float>.stride)
+            .bindMemory(to: Float.self, capacity: tasks * slice)
+        let src = qkv.base, dst = out.base
+        let ld = Int32(3 * c), ldo = Int32(c), t32 = Int32(t), hd32 = Int32(hd)
+        context.pool.run(tasks) { task in
+            let s = scratch + task * slice
+            var item = task
+            while item < items {
+                let w = item / heads, h = item % heads
+                let q = src + w * t * 3 * c + h * hd
+                // s[T, T] = q[T, hd] · k[T, hd]ᵀ
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t32, t32, hd32,
+                            1, q, ld, q + c, ld, 0, s, t32)
+                ock_attn_softmax_f32(s, t, t, t, scale, t, 0)
+                // out[T, hd] = p[T, T] · v[T, hd]
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t32, hd32, t32,
+                            1, s, t32, q + 2 * c, ld, 0, dst + w * t * c + h * hd, ldo)
+                item += tasks
+            }
+        }
+    }
+
+    // MARK: - Channel attention (DaViT channel block)
+
+    /// How many token ranges `channel` splits each group's `qᵀ·k` reduction into.
+    static func channelSplits(tokens: Int, groups: Int, threads: Int) -> Int {
+        guard groups < threads, tokens >= 2048 else { return 1 }
+        return min((threads + groups - 1) / groups, tokens / 1024)
+    }
+
+    /// Scratch bytes `channel` needs: `groups × splits × aligned((C/G)² × 4)`, where splits is
+    /// 1 unless there are fewer groups than threads and at least 2048 tokens (then up to
+    /// ⌈threads / groups⌉ partial sums per group).
+    public static func channelScratchBytes(tokens: Int, channels: Int, groups: Int, threads: Int) -> Int {
+        let cg = channels / max(1, groups)
+        return max(1, groups) * channelSplits(tokens: tokens, groups: groups, threads: max(1, threads))
+            * Arena.aligned(cg * cg * MemoryLayout<Float>.stride)
+    }
+
+    /// Channel (group) attention: `qkv [N, 3C]` laid out (3, G, C/G) along 3C into `out [N, C]`.
+    /// Per group g, with q, k, v the `[N, C/G]` slices: `A = softmax_lastdim(qᵀ·k · N^-0.5)`
+    /// (`[C/G, C/G]`) and `out[n, g·C/G + i] = Σ_j A[i, j]·v[n, j]`.
+    public static func channel(qkv: Tensor, groups: Int, out: Tensor, context: ComputeContext) throws {
+        precondition(qkv.shape.rank == 2 && qkv.shape[1] % 3 == 0, "channel attention needs qkv [N, 3C], got \(qkv.shape)")
+        let n = qkv.shape[0], c = qkv.shape[1] / 3
+        precondition(groups >= 1 && c % groups == 0, "C=\(c) is not a multiple of groups=\(groups)")
+        precondition(out.shape == Shape(n, c), "channel attention output must be [\(n), \(c)], got \(out.shape)")
+        if n == 0 { return }
+        let cg = c / groups
+        let scale = Float(1 / Double(n).squareRoot())
+        let threads = context.pool.threadCount
+        let splits = channelSplits(tokens: n, groups: groups, threads: threads)
+        let slice = Arena.aligned(cg * cg * MemoryLayout<Float>.stride) / MemoryLayout<Float>.stride
+        let mark = context.scratch.mark()
+        defer { context.scratch.reset(to: mark) }
+        let scratch = try context.scratch.allocateBytes(groups * splits * slice * MemoryLayout<Float>.stride)
+            .bindMemory(to: Float.self, capacity: groups * splits * slice)
+        let src = qkv.base, dst = out.base
+        let ld = Int32(3 * c), cg32 = Int32(cg)
+        let per = (n + splits - 1) / splits
+        // Scores: partial[g, s][cg, cg] = q[n0..<n1, g]ᵀ · k[n0..<n1, g]
+        context.pool.run(groups * splits) { task in
+            let g = task / splits, sp = task % splits
+            let n0 = sp * per, n1 = min(n, n0 + per)
+            let a = scratch + task * slice
+            if n1 <= n0 { a.update(repeating: 0, count: cg * cg); return }
+            let q = src + n0 * 3 * c + g * cg
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cg32, cg32, Int32(n1 - n0),
+                        1, q, ld, q + c, ld, 0, a, cg32)
+        }
+        for g in 0..<groups {
+            let a = scratch + g * splits * slice
+            for sp in 1..<max(1, splits) {
+                let p = a + sp * slice
+                for i in 0..<(cg * cg) { a[i] += p[i] }
+            }
+            ock_attn_softmax_f32(a, cg, cg, cg, scale, cg, 0)
+        }
+        // out[n, g] = v[n, g] · Aᵀ, token ranges spread over the pool.
+        context.pool.parallelFor(n, minChunk: 256) { range in
+            for g in 0..<groups {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(range.count), cg32, cg32,
+                            1, src + range.lowerBound * 3 * c + 2 * c + g * cg, ld,
+                            scratch + g * splits * slice, cg32, 0,
+                            dst + range.lowerBound * c + g * cg, Int32(c))
+            }
+        }
+    }
+
+    // MARK: - Multi-head attention (BART)
+
+    /// Scratch bytes `multiHead` needs for `queries` × `keys` on `threads` threads:
+    /// `threads × aligned(min(queries, queryBlock) × keys × 4)`.
+    public static func multiHeadScratchBytes(queries: Int, keys: Int, threads: Int) -> Int {
+        max(1, threads) * Arena.aligned(min(queries, queryBlock) * keys * MemoryLayout<Float>.stride)
+    }
+
+    /// Multi-head scaled dot-product attention: `q [Tq, d]`, `k` and `v [Tk, d]` (contiguous
+    /// rows, heads head-major along d) into `out [Tq, d]`, scale `headDim^-0.5`.
+    /// With `causal`, query i sees keys `0...i + (Tk - Tq)` (a prefill after `Tk - Tq` cached
+    /// positions; needs Tk ≥ Tq). Without it every query sees every key.
+    public static func multiHead(q: Tensor, k: Tensor, v: Tensor, heads: Int, causal: Bool,
+                                 out: Tensor, context: ComputeContext) throws {
+        precondition(q.shape.rank == 2 && k.shape.rank == 2 && v.shape.rank == 2, "attention needs rank-2 q, k, v")
+        let tq = q.shape[0], d = q.shape[1], tk = k.shape[0]
+        precondition(k.shape == Shape(tk, d) && v.shape == Shape(tk, d), "k \(k.shape) and v \(v.shape) must be [Tk, \(d)]")
+        precondition(out.shape == Shape(tq, d), "attention output must be [\(tq), \(d)], got \(out.shape)")
+        precondition(heads >= 1 && d % heads == 0, "d=\(d) is not a multiple of heads=\(heads)")
+        precondition(!causal || tk >= tq, "causal attention needs at least as many keys (\(tk)) as queries (\(tq))")
+        if tq == 0 { return }
+        precondition(tk >= 1, "attention over zero keys")
+        let hd = d / heads
+        let scale = Float(1 / Double(hd).squareRoot())
+        let offset = tk - tq
+        let qb = min(tq, queryBlock)
+        let blocks = (tq + qb - 1) / qb
+        let items = heads * blocks
+        let tasks = min(context.pool.threadCount, items)
+        let slice = Arena.aligned(qb * tk * MemoryLayout<Float>.stride) / MemoryLayout<Float>.stride
+        let mark = context.scratch.mark()
+        defer { context.scratch.reset(to: mark) }
+        let scratch = try context.scratch.allocateBytes(tasks * slice * MemoryLayout<Float>.stride)
+            .bindMemory(to: Float.self, capacity: tasks * slice)
+        let qp = q.base, kp = k.base, vp = v.base, op = out.base
+        let d32 = Int32(d), hd32 = Int32(hd)
+        context.pool.run(tasks) { task in
+            let s = scratch + task * slice
+            var item = task
+            while item < items {
+                // Blocks go outermost so the interleaved split shares the heavier causal blocks.
+                let b = item / heads, h = item % heads
+                let i0 = b * qb, i1 = min(tq, i0 + qb), m = i1 - i0
+                let nk = causal ? min(tk, i1 + offset) : tk
+                let nk32 = Int32(nk)
+                // s[m, nk] = q[i0..<i1, h] · k[0..<nk, h]ᵀ
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), nk32, hd32,
+                            1, qp + i0 * d + h * hd, d32, kp + h * hd, d32, 0, s, nk32)
+                ock_attn_softmax_f32(s, m, nk, nk, scale, causal ? offset + i0 + 1 : nk, causal ? 1 : 0)
+                // out[i0..<i1, h] = p[m, nk] · v[0..<nk, h]
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), hd32, nk32,
+                            1, s, nk32, vp + h * hd, d32, 0, op + i0 * d + h * hd, d32)
+                item += tasks
+            }
+        }
+    }
+}
