@@ -241,14 +241,169 @@ static void query_f32_avx2(const float *q, const float *k, size_t ldk, const flo
     }
 }
 
+/* MARK: - Channel attention (all groups) */
+
+void ock_attn_channel_scores_f32_ref(const float *q, const float *k, size_t ld, size_t n, size_t cg, size_t groups, float *a) {
+    for (size_t g = 0; g < groups; g++)
+        for (size_t i = 0; i < cg; i++)
+            for (size_t j = 0; j < cg; j++) {
+                double acc = 0;
+                for (size_t t = 0; t < n; t++) acc += (double)q[t * ld + g * cg + i] * (double)k[t * ld + g * cg + j];
+                a[(g * cg + i) * cg + j] += (float)acc;
+            }
+}
+
+void ock_attn_channel_apply_f32_ref(const float *v, size_t ldv, size_t n, const float *at, size_t cg, size_t groups,
+                                    float *out, size_t ldo) {
+    for (size_t t = 0; t < n; t++)
+        for (size_t g = 0; g < groups; g++)
+            for (size_t i = 0; i < cg; i++) {
+                double acc = 0;
+                for (size_t j = 0; j < cg; j++) acc += (double)at[(g * cg + j) * cg + i] * (double)v[t * ldv + g * cg + j];
+                out[t * ldo + g * cg + i] = (float)acc;
+            }
+}
+
+/* Portable float versions whose inner loops run along contiguous channels (the compiler
+ * vectorizes them at the baseline ISA). */
+void ock_attn_channel_scores_f32_generic(const float *q, const float *k, size_t ld, size_t n, size_t cg, size_t groups, float *a) {
+    for (size_t t = 0; t < n; t++) {
+        for (size_t g = 0; g < groups; g++) {
+            const float *qr = q + t * ld + g * cg, *kr = k + t * ld + g * cg;
+            for (size_t i = 0; i < cg; i++) {
+                float qi = qr[i];
+                float *ar = a + (g * cg + i) * cg;
+                for (size_t j = 0; j < cg; j++) ar[j] += qi * kr[j];
+            }
+        }
+    }
+}
+
+#define CG_MAX 64
+
+void ock_attn_channel_apply_f32_generic(const float *v, size_t ldv, size_t n, const float *at, size_t cg, size_t groups,
+                                        float *out, size_t ldo) {
+    if (cg > CG_MAX) { ock_attn_channel_apply_f32_ref(v, ldv, n, at, cg, groups, out, ldo); return; }
+    for (size_t t = 0; t < n; t++) {
+        for (size_t g = 0; g < groups; g++) {
+            float acc[CG_MAX];
+            for (size_t i = 0; i < cg; i++) acc[i] = 0;
+            const float *vr = v + t * ldv + g * cg;
+            for (size_t j = 0; j < cg; j++) {
+                float vj = vr[j];
+                const float *col = at + (g * cg + j) * cg;
+                for (size_t i = 0; i < cg; i++) acc[i] += vj * col[i];
+            }
+            memcpy(out + t * ldo + g * cg, acc, cg * sizeof(float));
+        }
+    }
+}
+
+/* AVX-512, cg a multiple of 16 up to 64: register blocks of IB score rows (or TB tokens) by JC
+ * 16-wide column chunks (IB*JC, TB*JC <= 16 accumulators); tokens in L2-sized blocks, every
+ * group of a block before the next block. */
+#define TOKEN_BLOCK 256
+
+__attribute__((target("avx512f"), always_inline))
+static inline void scores_block_512(const float *q, const float *k, size_t ld, size_t t0, size_t t1,
+                                    size_t cg, size_t i0, float *a, const size_t JC, const size_t IB) {
+    __m512 acc[16];
+    for (size_t ii = 0; ii < IB; ii++)
+        for (size_t c = 0; c < JC; c++) acc[ii * JC + c] = _mm512_loadu_ps(a + (i0 + ii) * cg + 16 * c);
+    for (size_t t = t0; t < t1; t++) {
+        const float *kr = k + t * ld, *qr = q + t * ld + i0;
+        __m512 kv[4];
+        for (size_t c = 0; c < JC; c++) kv[c] = _mm512_loadu_ps(kr + 16 * c);
+        for (size_t ii = 0; ii < IB; ii++) {
+            __m512 b = _mm512_set1_ps(qr[ii]);
+            for (size_t c = 0; c < JC; c++) acc[ii * JC + c] = _mm512_fmadd_ps(b, kv[c], acc[ii * JC + c]);
+        }
+    }
+    for (size_t ii = 0; ii < IB; ii++)
+        for (size_t c = 0; c < JC; c++) _mm512_storeu_ps(a + (i0 + ii) * cg + 16 * c, acc[ii * JC + c]);
+}
+
+void ock_attn_channel_scores_f32_avx512(const float *q, const float *k, size_t ld, size_t n, size_t cg, size_t groups, float *a)
+    __attribute__((target("avx512f")));
+void ock_attn_channel_scores_f32_avx512(const float *q, const float *k, size_t ld, size_t n, size_t cg, size_t groups, float *a) {
+    if (cg % 16 != 0 || cg > CG_MAX) { ock_attn_channel_scores_f32_generic(q, k, ld, n, cg, groups, a); return; }
+    for (size_t t0 = 0; t0 < n; t0 += TOKEN_BLOCK) {
+        size_t t1 = t0 + TOKEN_BLOCK < n ? t0 + TOKEN_BLOCK : n;
+        for (size_t g = 0; g < groups; g++) {
+            const float *qg = q + g * cg, *kg = k + g * cg;
+            float *ag = a + g * cg * cg;
+            switch (cg / 16) {
+            case 1: scores_block_512(qg, kg, ld, t0, t1, cg, 0, ag, 1, 16); break;
+            case 2: for (size_t i0 = 0; i0 < cg; i0 += 8) scores_block_512(qg, kg, ld, t0, t1, cg, i0, ag, 2, 8); break;
+            case 3: for (size_t i0 = 0; i0 < cg; i0 += 4) scores_block_512(qg, kg, ld, t0, t1, cg, i0, ag, 3, 4); break;
+            default: for (size_t i0 = 0; i0 < cg; i0 += 4) scores_block_512(qg, kg, ld, t0, t1, cg, i0, ag, 4, 4); break;
+            }
+        }
+    }
+}
+
+__attribute__((target("avx512f"), always_inline))
+static inline void apply_block_512(const float *v, size_t ldv, size_t t0, const float *at, size_t cg,
+                                   float *out, size_t ldo, const size_t JC, const size_t TB) {
+    __m512 acc[16];
+    for (size_t x = 0; x < TB * JC; x++) acc[x] = _mm512_setzero_ps();
+    for (size_t j = 0; j < cg; j++) {
+        __m512 col[4];
+        for (size_t c = 0; c < JC; c++) col[c] = _mm512_loadu_ps(at + j * cg + 16 * c);
+        for (size_t tt = 0; tt < TB; tt++) {
+            __m512 b = _mm512_set1_ps(v[(t0 + tt) * ldv + j]);
+            for (size_t c = 0; c < JC; c++) acc[tt * JC + c] = _mm512_fmadd_ps(b, col[c], acc[tt * JC + c]);
+        }
+    }
+    for (size_t tt = 0; tt < TB; tt++)
+        for (size_t c = 0; c < JC; c++) _mm512_storeu_ps(out + (t0 + tt) * ldo + 16 * c, acc[tt * JC + c]);
+}
+
+__attribute__((target("avx512f")))
+static void apply_tokens_512(const float *v, size_t ldv, size_t t0, size_t nt, const float *at, size_t cg,
+                             float *out, size_t ldo) {
+    size_t jc = cg / 16, tb = jc == 1 ? 16 : jc == 2 ? 8 : 4;
+    size_t t = t0, full = t0 + nt - nt % tb, end = t0 + nt;
+    switch (jc) {
+    case 1: for (; t < full; t += tb) apply_block_512(v, ldv, t, at, cg, out, ldo, 1, 16); break;
+    case 2: for (; t < full; t += tb) apply_block_512(v, ldv, t, at, cg, out, ldo, 2, 8); break;
+    case 3: for (; t < full; t += tb) apply_block_512(v, ldv, t, at, cg, out, ldo, 3, 4); break;
+    default: for (; t < full; t += tb) apply_block_512(v, ldv, t, at, cg, out, ldo, 4, 4); break;
+    }
+    for (; t < end; t++) {
+        switch (jc) {
+        case 1: apply_block_512(v, ldv, t, at, cg, out, ldo, 1, 1); break;
+        case 2: apply_block_512(v, ldv, t, at, cg, out, ldo, 2, 1); break;
+        case 3: apply_block_512(v, ldv, t, at, cg, out, ldo, 3, 1); break;
+        default: apply_block_512(v, ldv, t, at, cg, out, ldo, 4, 1); break;
+        }
+    }
+}
+
+void ock_attn_channel_apply_f32_avx512(const float *v, size_t ldv, size_t n, const float *at, size_t cg, size_t groups,
+                                       float *out, size_t ldo) __attribute__((target("avx512f")));
+void ock_attn_channel_apply_f32_avx512(const float *v, size_t ldv, size_t n, const float *at, size_t cg, size_t groups,
+                                       float *out, size_t ldo) {
+    if (cg % 16 != 0 || cg > CG_MAX) { ock_attn_channel_apply_f32_generic(v, ldv, n, at, cg, groups, out, ldo); return; }
+    for (size_t t0 = 0; t0 < n; t0 += 32) {
+        size_t nt = t0 + 32 < n ? 32 : n - t0;
+        for (size_t g = 0; g < groups; g++)
+            apply_tokens_512(v + g * cg, ldv, t0, nt, at + g * cg * cg, cg, out + g * cg, ldo);
+    }
+}
+
 /* MARK: - Dispatch (chosen once at load) */
 
 typedef void (*softmax_fn)(float *, size_t, size_t, size_t, float, size_t, size_t);
+typedef void (*scores_fn)(const float *, const float *, size_t, size_t, size_t, size_t, float *);
+typedef void (*apply_fn)(const float *, size_t, size_t, const float *, size_t, size_t, float *, size_t);
 typedef void (*query_fn)(const float *, const float *, size_t, const float *, size_t,
                          size_t, size_t, size_t, float, float *, float *);
 
 static softmax_fn g_softmax = ock_attn_softmax_f32_ref;
 static query_fn g_query = ock_attn_query_f32_ref;
+static scores_fn g_scores = ock_attn_channel_scores_f32_ref;
+static apply_fn g_apply = ock_attn_channel_apply_f32_ref;
 static size_t g_query_lanes = 1; /* the SIMD query kernel needs hd % lanes == 0 */
 static const char *g_variant = "reference";
 
@@ -265,10 +420,13 @@ int ock_attn_cpu_has_avx2(void) {
 static void choose(int reference) {
     if (!reference && ock_attn_cpu_has_avx512()) {
         g_softmax = ock_attn_softmax_f32_avx512; g_query = query_f32_avx512; g_query_lanes = 16; g_variant = "avx512";
+        g_scores = ock_attn_channel_scores_f32_avx512; g_apply = ock_attn_channel_apply_f32_avx512;
     } else if (!reference && ock_attn_cpu_has_avx2()) {
         g_softmax = ock_attn_softmax_f32_avx2; g_query = query_f32_avx2; g_query_lanes = 8; g_variant = "avx2";
+        g_scores = ock_attn_channel_scores_f32_generic; g_apply = ock_attn_channel_apply_f32_generic;
     } else {
         g_softmax = ock_attn_softmax_f32_ref; g_query = ock_attn_query_f32_ref; g_query_lanes = 1; g_variant = "reference";
+        g_scores = ock_attn_channel_scores_f32_ref; g_apply = ock_attn_channel_apply_f32_ref;
     }
 }
 
@@ -288,4 +446,13 @@ void ock_attn_query_f32(const float *q, const float *k, size_t ldk, const float 
                         size_t len, size_t heads, size_t hd, float scale, float *scores, float *out) {
     if (hd % g_query_lanes == 0) g_query(q, k, ldk, v, ldv, len, heads, hd, scale, scores, out);
     else ock_attn_query_f32_ref(q, k, ldk, v, ldv, len, heads, hd, scale, scores, out);
+}
+
+void ock_attn_channel_scores_f32(const float *q, const float *k, size_t ld, size_t n, size_t cg, size_t groups, float *a) {
+    g_scores(q, k, ld, n, cg, groups, a);
+}
+
+void ock_attn_channel_apply_f32(const float *v, size_t ldv, size_t n, const float *at, size_t cg, size_t groups,
+                                float *out, size_t ldo) {
+    g_apply(v, ldv, n, at, cg, groups, out, ldo);
 }

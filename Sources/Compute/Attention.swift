@@ -70,19 +70,18 @@ public enum Attention {
 
     // MARK: - Channel attention (DaViT channel block)
 
-    /// How many token ranges `channel` splits each group's `qᵀ·k` reduction into.
-    static func channelSplits(tokens: Int, groups: Int, threads: Int) -> Int {
-        guard groups < threads, tokens >= 2048 else { return 1 }
-        return min((threads + groups - 1) / groups, tokens / 1024)
+    /// Token ranges `channel` splits the `qᵀ·k` reduction into (one partial sum each).
+    static func channelSplits(tokens: Int, threads: Int) -> Int {
+        max(1, min(threads, tokens / 2048))
     }
 
-    /// Scratch bytes `channel` needs: `groups × splits × aligned((C/G)² × 4)`, where splits is
-    /// 1 unless there are fewer groups than threads and at least 2048 tokens (then up to
-    /// ⌈threads / groups⌉ partial sums per group).
+    /// Scratch bytes `channel` needs: `(splits + 1) × aligned(C × C/G × 4)` — one partial
+    /// score set `[G, C/G, C/G]` per token split (splits = min(threads, ⌊N / 2048⌋), at least 1)
+    /// and one transposed copy of the softmaxed scores.
     public static func channelScratchBytes(tokens: Int, channels: Int, groups: Int, threads: Int) -> Int {
         let cg = channels / max(1, groups)
-        return max(1, groups) * channelSplits(tokens: tokens, groups: groups, threads: max(1, threads))
-            * Arena.aligned(cg * cg * MemoryLayout<Float>.stride)
+        return (channelSplits(tokens: tokens, threads: max(1, threads)) + 1)
+            * Arena.aligned(channels * cg * MemoryLayout<Float>.stride)
     }
 
     /// Channel (group) attention: `qkv [N, 3C]` laid out (3, G, C/G) along 3C into `out [N, C]`.
@@ -94,44 +93,36 @@ public enum Attention {
         precondition(groups >= 1 && c % groups == 0, "C=\(c) is not a multiple of groups=\(groups)")
         precondition(out.shape == Shape(n, c), "channel attention output must be [\(n), \(c)], got \(out.shape)")
         if n == 0 { return }
-        let cg = c / groups
+        let cg = c / groups, count = c * cg  // floats in one [G, cg, cg] score set
         let scale = Float(1 / Double(n).squareRoot())
-        let threads = context.pool.threadCount
-        let splits = channelSplits(tokens: n, groups: groups, threads: threads)
-        let slice = Arena.aligned(cg * cg * MemoryLayout<Float>.stride) / MemoryLayout<Float>.stride
+        let splits = channelSplits(tokens: n, threads: context.pool.threadCount)
+        let slice = Arena.aligned(count * MemoryLayout<Float>.stride) / MemoryLayout<Float>.stride
         let mark = context.scratch.mark()
         defer { context.scratch.reset(to: mark) }
-        let scratch = try context.scratch.allocateBytes(groups * splits * slice * MemoryLayout<Float>.stride)
-            .bindMemory(to: Float.self, capacity: groups * splits * slice)
+        let scratch = try context.scratch.allocateBytes((splits + 1) * slice * MemoryLayout<Float>.stride)
+            .bindMemory(to: Float.self, capacity: (splits + 1) * slice)
         let src = qkv.base, dst = out.base
-        let ld = Int32(3 * c), cg32 = Int32(cg)
         let per = (n + splits - 1) / splits
-        // Scores: partial[g, s][cg, cg] = q[n0..<n1, g]ᵀ · k[n0..<n1, g]
-        context.pool.run(groups * splits) { task in
-            let g = task / splits, sp = task % splits
-            let n0 = sp * per, n1 = min(n, n0 + per)
-            let a = scratch + task * slice
-            if n1 <= n0 { a.update(repeating: 0, count: cg * cg); return }
-            let q = src + n0 * 3 * c + g * cg
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cg32, cg32, Int32(n1 - n0),
-                        1, q, ld, q + c, ld, 0, a, cg32)
+        // Scores: partial[s][g, i, j] = Σ_{t in split s} q[t, g·cg + i]·k[t, g·cg + j]
+        context.pool.run(splits) { sp in
+            let a = scratch + sp * slice
+            a.update(repeating: 0, count: count)
+            let t0 = sp * per, t1 = min(n, t0 + per)
+            if t1 > t0 { ock_attn_channel_scores_f32(src + t0 * 3 * c, src + t0 * 3 * c + c, 3 * c, t1 - t0, cg, groups, a) }
         }
+        let a = scratch, at = scratch + splits * slice
+        for sp in 1..<splits {
+            let p = scratch + sp * slice
+            for i in 0..<count { a[i] += p[i] }
+        }
+        ock_attn_softmax_f32(a, c, cg, cg, scale, cg, 0)
         for g in 0..<groups {
-            let a = scratch + g * splits * slice
-            for sp in 1..<max(1, splits) {
-                let p = a + sp * slice
-                for i in 0..<(cg * cg) { a[i] += p[i] }
-            }
-            ock_attn_softmax_f32(a, cg, cg, cg, scale, cg, 0)
+            for i in 0..<cg { for j in 0..<cg { at[(g * cg + j) * cg + i] = a[(g * cg + i) * cg + j] } }
         }
-        // out[n, g] = v[n, g] · Aᵀ, token ranges spread over the pool.
+        // out[t, g·cg + i] = Σ_j A_g[i, j]·v[t, g·cg + j], token ranges spread over the pool.
         context.pool.parallelFor(n, minChunk: 256) { range in
-            for g in 0..<groups {
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(range.count), cg32, cg32,
-                            1, src + range.lowerBound * 3 * c + 2 * c + g * cg, ld,
-                            scratch + g * splits * slice, cg32, 0,
-                            dst + range.lowerBound * c + g * cg, Int32(c))
-            }
+            ock_attn_channel_apply_f32(src + range.lowerBound * 3 * c + 2 * c, 3 * c, range.count, at, cg, groups,
+                                       dst + range.lowerBound * c, c)
         }
     }
 

@@ -233,8 +233,11 @@ final class AttentionTests: XCTestCase {
 
     func testChannelAttentionRandomSizes() throws {
         var rng = Normal(seed: 2)
-        // (tokens, C, groups, threads): one token, split reductions (G < threads, N ≥ 2048), DaViT's 32 per group.
-        for (n, c, groups, threads) in [(1, 8, 1, 2), (2500, 32, 1, 2), (3001, 64, 2, 3), (577, 96, 3, 2), (36, 128, 4, 2)] {
+        // (tokens, C, groups, threads): one token, split reductions (N ≥ 2048 per thread), DaViT's
+        // 32 per group, group widths the AVX-512 kernel handles (16, 48, 64) and ones it leaves to
+        // the portable code (8, 24).
+        for (n, c, groups, threads) in [(1, 8, 1, 2), (2500, 32, 1, 2), (6200, 64, 2, 3), (577, 96, 3, 2), (36, 128, 4, 2),
+                                        (50, 96, 2, 2), (19, 64, 4, 1), (23, 48, 2, 2), (100, 128, 2, 2)] {
             let qkv = rng.array(n * 3 * c)
             let arena = Arena(capacity: n * 4 * c * 4 + 4096)
             let ctx = context(threads: threads, scratchBytes: Attention.channelScratchBytes(tokens: n, channels: c, groups: groups, threads: threads))
@@ -399,6 +402,40 @@ final class AttentionTests: XCTestCase {
                     for j in cols..<ld { XCTAssertEqual(got[i * ld + j], input[i * ld + j], "\(name): wrote past cols") }
                 }
                 XCTAssertLessThanOrEqual(worst, 1e-6, "\(name) softmax rows=\(rows) cols=\(cols) valid0=\(valid0) step=\(step)")
+            }
+        }
+    }
+
+    /// The channel-attention kernels (AVX-512 where the CPU has it, and the portable version)
+    /// equal the reference for every group width, odd token counts and accumulation into `a`.
+    func testChannelKernelVariantsMatchReference() throws {
+        var rng = Normal(seed: 10)
+        typealias Scores = (UnsafePointer<Float>?, UnsafePointer<Float>?, Int, Int, Int, Int, UnsafeMutablePointer<Float>?) -> Void
+        typealias Apply = (UnsafePointer<Float>?, Int, Int, UnsafePointer<Float>?, Int, Int, UnsafeMutablePointer<Float>?, Int) -> Void
+        var variants: [(String, Scores, Apply)] = [("generic", ock_attn_channel_scores_f32_generic, ock_attn_channel_apply_f32_generic)]
+        if ock_attn_cpu_has_avx512() != 0 {
+            variants.append(("avx512", ock_attn_channel_scores_f32_avx512, ock_attn_channel_apply_f32_avx512))
+        }
+        for (n, cg, groups) in [(1, 32, 1), (37, 8, 3), (300, 16, 2), (513, 24, 2), (77, 32, 4), (31, 48, 2), (45, 64, 2), (9, 80, 1)] {
+            let c = cg * groups, ld = 3 * c + 5
+            let x = rng.array(n * ld), a0 = rng.array(c * cg)
+            // Transposed probabilities, as the op passes them: at[(g·cg + j)·cg + i] = A_g[i, j], rows of A summing to 1.
+            var at = rng.array(c * cg).map { abs($0) }
+            for g in 0..<groups {
+                for i in 0..<cg {
+                    let sum = (0..<cg).reduce(Float(0)) { $0 + at[(g * cg + $1) * cg + i] }
+                    for j in 0..<cg { at[(g * cg + j) * cg + i] /= sum }
+                }
+            }
+            var wantA = a0, wantOut = [Float](repeating: 0, count: n * (c + 3))
+            ock_attn_channel_scores_f32_ref(x, Array(x[c...]), ld, n, cg, groups, &wantA)
+            ock_attn_channel_apply_f32_ref(Array(x[(2 * c)...]), ld, n, at, cg, groups, &wantOut, c + 3)
+            for (name, scores, apply) in variants {
+                var gotA = a0, gotOut = [Float](repeating: 0, count: n * (c + 3))
+                scores(x, Array(x[c...]), ld, n, cg, groups, &gotA)
+                apply(Array(x[(2 * c)...]), ld, n, at, cg, groups, &gotOut, c + 3)
+                Golden.assertClose(gotA, wantA, tolerance: 1e-5 * Float(n).squareRoot(), "\(name) scores n=\(n) cg=\(cg) G=\(groups)")
+                Golden.assertClose(gotOut, wantOut, tolerance: 1e-5, "\(name) apply n=\(n) cg=\(cg) G=\(groups)")
             }
         }
     }

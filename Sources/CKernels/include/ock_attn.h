@@ -37,6 +37,27 @@ void ock_attn_query_f32(const float *q, const float *k, size_t ldk, const float 
 void ock_attn_query_f32_ref(const float *q, const float *k, size_t ldk, const float *v, size_t ldv,
                             size_t len, size_t heads, size_t hd, float scale, float *scores, float *out);
 
+/* Channel-attention scores of every group, accumulated over tokens:
+ *   a[(g*cg + i)*cg + j] += sum_{t<n} q[t*ld + g*cg + i] * k[t*ld + g*cg + j]
+ * (q, k: n rows of groups*cg channels, row stride ld; a: groups x cg x cg, summed into, so zero it
+ * first). Tokens are swept once, all groups per row. */
+void ock_attn_channel_scores_f32(const float *q, const float *k, size_t ld, size_t n, size_t cg, size_t groups, float *a);
+/* Channel attention applied to every group, with the softmaxed scores given TRANSPOSED:
+ *   out[t*ldo + g*cg + i] = sum_j at[(g*cg + j)*cg + i] * v[t*ldv + g*cg + j]   (t < n, i < cg). */
+void ock_attn_channel_apply_f32(const float *v, size_t ldv, size_t n, const float *at, size_t cg, size_t groups,
+                                float *out, size_t ldo);
+/* Reference (plain loops, double sums), portable (float loops the compiler vectorizes; the AVX2
+ * choice) and AVX-512 (cg % 16 == 0 and cg <= 64, else the portable code) versions. */
+void ock_attn_channel_scores_f32_ref(const float *q, const float *k, size_t ld, size_t n, size_t cg, size_t groups, float *a);
+void ock_attn_channel_apply_f32_ref(const float *v, size_t ldv, size_t n, const float *at, size_t cg, size_t groups,
+                                    float *out, size_t ldo);
+void ock_attn_channel_scores_f32_generic(const float *q, const float *k, size_t ld, size_t n, size_t cg, size_t groups, float *a);
+void ock_attn_channel_apply_f32_generic(const float *v, size_t ldv, size_t n, const float *at, size_t cg, size_t groups,
+                                        float *out, size_t ldo);
+void ock_attn_channel_scores_f32_avx512(const float *q, const float *k, size_t ld, size_t n, size_t cg, size_t groups, float *a);
+void ock_attn_channel_apply_f32_avx512(const float *v, size_t ldv, size_t n, const float *at, size_t cg, size_t groups,
+                                       float *out, size_t ldo);
+
 /* 1 if the CPU runs the AVX-512 (F) variant, else 0. */
 int ock_attn_cpu_has_avx512(void);
 /* 1 if the CPU runs the AVX2 + FMA variant, else 0. */
