@@ -72,12 +72,17 @@ public final class WorkerPool: @unchecked Sendable {
 
     private func drain() {
         while true {
-            cond.lock()
-            guard let b = body, nextTask < taskCount else { cond.unlock(); return }
-            let i = nextTask
-            nextTask += 1
-            cond.unlock()
-            b(i)
+            // The body reference must be dropped before the task counts as finished: `run` ends
+            // its `withoutActuallyEscaping` as soon as `unfinished` reaches 0 and traps if a
+            // worker still holds the closure.
+            do {
+                cond.lock()
+                guard let b = body, nextTask < taskCount else { cond.unlock(); return }
+                let i = nextTask
+                nextTask += 1
+                cond.unlock()
+                b(i)
+            }
             cond.lock()
             unfinished -= 1
             if unfinished == 0 { cond.broadcast() }
