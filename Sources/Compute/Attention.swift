@@ -12,7 +12,7 @@ import COpenBLAS
 /// released before returning.
 public enum Attention {
     /// Queries per block in `multiHead` (one score block is `queryBlock × keys` floats).
-    public static let queryBlock = 64
+    public static let queryBlock = 96
 
     /// The SIMD variant the softmax and decode kernels use ("avx512", "avx2" or "reference").
     public static var kernelVariant: String { String(cString: ock_attn_variant()) }

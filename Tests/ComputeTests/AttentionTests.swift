@@ -253,8 +253,8 @@ final class AttentionTests: XCTestCase {
         // (Tq, Tk, d, heads, causal, threads): T = 1, decoder-over-encoder shape, several query
         // blocks, causal with an offset, many tiny heads, one head of 32.
         for (tq, tk, d, heads, causal, threads) in [(1, 1, 32, 1, false, 2), (1, 1, 32, 1, true, 2), (3, 585, 768, 12, false, 2),
-                                                     (130, 130, 64, 1, true, 2), (70, 100, 64, 2, true, 3), (3, 50, 32, 16, false, 2),
-                                                     (65, 65, 32, 1, false, 1), (9, 9, 96, 3, true, 4)] {
+                                                     (200, 200, 64, 1, true, 2), (170, 230, 64, 2, true, 3), (3, 50, 32, 16, false, 2),
+                                                     (97, 97, 32, 1, false, 1), (9, 9, 96, 3, true, 4)] {
             let q = rng.array(tq * d, scale: 1.5), k = rng.array(tk * d, scale: 1.5), v = rng.array(tk * d)
             let arena = Arena(capacity: (tq * 2 + tk * 2) * d * 4 + 4096)
             let ctx = context(threads: threads, scratchBytes: Attention.multiHeadScratchBytes(queries: tq, keys: tk, threads: threads))
