@@ -127,7 +127,7 @@ void ock_attn_softmax_f32_avx512(float *s, size_t rows, size_t cols, size_t ld, 
 }
 
 __attribute__((target("avx512f")))
-static void query_f32_avx512(const float *q, const float *k, size_t ldk, const float *v, size_t ldv,
+void ock_attn_query_f32_avx512(const float *q, const float *k, size_t ldk, const float *v, size_t ldv,
                              size_t len, size_t heads, size_t hd, float scale, float *scores, float *out) {
     for (size_t h = 0; h < heads; h++) {
         const float *qh = q + h * hd;
@@ -219,7 +219,7 @@ void ock_attn_softmax_f32_avx2(float *s, size_t rows, size_t cols, size_t ld, fl
 }
 
 __attribute__((target("avx2,fma")))
-static void query_f32_avx2(const float *q, const float *k, size_t ldk, const float *v, size_t ldv,
+void ock_attn_query_f32_avx2(const float *q, const float *k, size_t ldk, const float *v, size_t ldv,
                            size_t len, size_t heads, size_t hd, float scale, float *scores, float *out) {
     for (size_t h = 0; h < heads; h++) {
         const float *qh = q + h * hd;
@@ -419,10 +419,10 @@ int ock_attn_cpu_has_avx2(void) {
 
 static void choose(int reference) {
     if (!reference && ock_attn_cpu_has_avx512()) {
-        g_softmax = ock_attn_softmax_f32_avx512; g_query = query_f32_avx512; g_query_lanes = 16; g_variant = "avx512";
+        g_softmax = ock_attn_softmax_f32_avx512; g_query = ock_attn_query_f32_avx512; g_query_lanes = 16; g_variant = "avx512";
         g_scores = ock_attn_channel_scores_f32_avx512; g_apply = ock_attn_channel_apply_f32_avx512;
     } else if (!reference && ock_attn_cpu_has_avx2()) {
-        g_softmax = ock_attn_softmax_f32_avx2; g_query = query_f32_avx2; g_query_lanes = 8; g_variant = "avx2";
+        g_softmax = ock_attn_softmax_f32_avx2; g_query = ock_attn_query_f32_avx2; g_query_lanes = 8; g_variant = "avx2";
         g_scores = ock_attn_channel_scores_f32_generic; g_apply = ock_attn_channel_apply_f32_generic;
     } else {
         g_softmax = ock_attn_softmax_f32_ref; g_query = ock_attn_query_f32_ref; g_query_lanes = 1; g_variant = "reference";

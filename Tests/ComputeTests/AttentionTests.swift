@@ -440,6 +440,28 @@ final class AttentionTests: XCTestCase {
         }
     }
 
+    /// The SIMD single-query (decode) kernels equal the reference over head sizes each accepts.
+    func testQueryKernelVariantsMatchReference() throws {
+        var rng = Normal(seed: 11)
+        typealias Query = (UnsafePointer<Float>?, UnsafePointer<Float>?, Int, UnsafePointer<Float>?, Int, Int, Int, Int, Float,
+                           UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?) -> Void
+        var variants: [(String, Int, Query)] = []
+        if ock_attn_cpu_has_avx512() != 0 { variants.append(("avx512", 16, ock_attn_query_f32_avx512)) }
+        if ock_attn_cpu_has_avx2() != 0 { variants.append(("avx2", 8, ock_attn_query_f32_avx2)) }
+        XCTAssertFalse(variants.isEmpty)
+        for (len, heads, hd) in [(1, 1, 16), (7, 2, 32), (20, 12, 64), (33, 3, 48), (130, 4, 8), (5, 1, 24)] {
+            let d = heads * hd, ld = d + 7
+            let q = rng.array(d, scale: 1.5), k = rng.array(len * ld, scale: 1.5), v = rng.array(len * ld)
+            var scores = [Float](repeating: 0, count: len), want = [Float](repeating: 0, count: d)
+            ock_attn_query_f32_ref(q, k, ld, v, ld, len, heads, hd, 0.2, &scores, &want)
+            for (name, lanes, fn) in variants where hd % lanes == 0 {
+                var got = [Float](repeating: 0, count: d)
+                fn(q, k, ld, v, ld, len, heads, hd, 0.2, &scores, &got)
+                Golden.assertClose(got, want, tolerance: Self.tolerance, "\(name) query len=\(len) heads=\(heads) hd=\(hd)")
+            }
+        }
+    }
+
     /// The ops give the same results with the reference kernels forced.
     func testForcedReferenceKernelsAgree() throws {
         var rng = Normal(seed: 8)

@@ -58,6 +58,13 @@ void ock_attn_channel_scores_f32_avx512(const float *q, const float *k, size_t l
 void ock_attn_channel_apply_f32_avx512(const float *v, size_t ldv, size_t n, const float *at, size_t cg, size_t groups,
                                        float *out, size_t ldo);
 
+/* AVX-512 (hd % 16 == 0) and AVX2 + FMA (hd % 8 == 0) versions of `ock_attn_query_f32`; the
+ * dispatcher uses the reference for other head sizes. */
+void ock_attn_query_f32_avx512(const float *q, const float *k, size_t ldk, const float *v, size_t ldv,
+                               size_t len, size_t heads, size_t hd, float scale, float *scores, float *out);
+void ock_attn_query_f32_avx2(const float *q, const float *k, size_t ldk, const float *v, size_t ldv,
+                             size_t len, size_t heads, size_t hd, float scale, float *scores, float *out);
+
 /* 1 if the CPU runs the AVX-512 (F) variant, else 0. */
 int ock_attn_cpu_has_avx512(void);
 /* 1 if the CPU runs the AVX2 + FMA variant, else 0. */
