@@ -392,6 +392,10 @@ void ock_attn_channel_apply_f32_avx512(const float *v, size_t ldv, size_t n, con
     }
 }
 
+/* MARK: - Work sharing */
+
+size_t ock_attn_claim(size_t *counter, size_t n) { return __atomic_fetch_add(counter, n, __ATOMIC_RELAXED); }
+
 /* MARK: - Dispatch (chosen once at load) */
 
 typedef void (*softmax_fn)(float *, size_t, size_t, size_t, float, size_t, size_t);

@@ -50,20 +50,23 @@ public enum Attention {
             .bindMemory(to: Float.self, capacity: tasks * slice)
         let src = qkv.base, dst = out.base
         let ld = Int32(3 * c), ldo = Int32(c), t32 = Int32(t), hd32 = Int32(hd)
-        context.pool.run(tasks) { task in
-            let s = scratch + task * slice
-            var item = task
-            while item < items {
-                let w = item / heads, h = item % heads
-                let q = src + w * t * 3 * c + h * hd
-                // s[T, T] = q[T, hd] · k[T, hd]ᵀ
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t32, t32, hd32,
-                            1, q, ld, q + c, ld, 0, s, t32)
-                ock_attn_softmax_f32(s, t, t, t, scale, t, 0)
-                // out[T, hd] = p[T, T] · v[T, hd]
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t32, hd32, t32,
-                            1, s, t32, q + 2 * c, ld, 0, dst + w * t * c + h * hd, ldo)
-                item += tasks
+        var next = 0  // items are claimed dynamically; each task owns one score slice
+        withUnsafeMutablePointer(to: &next) { counter in
+            context.pool.run(tasks) { task in
+                let s = scratch + task * slice
+                while true {
+                    let item = ock_attn_claim(counter, 1)
+                    if item >= items { break }
+                    let w = item / heads, h = item % heads
+                    let q = src + w * t * 3 * c + h * hd
+                    // s[T, T] = q[T, hd] · k[T, hd]ᵀ
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t32, t32, hd32,
+                                1, q, ld, q + c, ld, 0, s, t32)
+                    ock_attn_softmax_f32(s, t, t, t, scale, t, 0)
+                    // out[T, hd] = p[T, T] · v[T, hd]
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t32, hd32, t32,
+                                1, s, t32, q + 2 * c, ld, 0, dst + w * t * c + h * hd, ldo)
+                }
             }
         }
     }
@@ -162,23 +165,26 @@ public enum Attention {
             .bindMemory(to: Float.self, capacity: tasks * slice)
         let qp = q.base, kp = k.base, vp = v.base, op = out.base
         let d32 = Int32(d), hd32 = Int32(hd)
-        context.pool.run(tasks) { task in
-            let s = scratch + task * slice
-            var item = task
-            while item < items {
-                // Blocks go outermost so the interleaved split shares the heavier causal blocks.
-                let b = item / heads, h = item % heads
-                let i0 = b * qb, i1 = min(tq, i0 + qb), m = i1 - i0
-                let nk = causal ? min(tk, i1 + offset) : tk
-                let nk32 = Int32(nk)
-                // s[m, nk] = q[i0..<i1, h] · k[0..<nk, h]ᵀ
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), nk32, hd32,
-                            1, qp + i0 * d + h * hd, d32, kp + h * hd, d32, 0, s, nk32)
-                ock_attn_softmax_f32(s, m, nk, nk, scale, causal ? offset + i0 + 1 : nk, causal ? 1 : 0)
-                // out[i0..<i1, h] = p[m, nk] · v[0..<nk, h]
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), hd32, nk32,
-                            1, s, nk32, vp + h * hd, d32, 0, op + i0 * d + h * hd, d32)
-                item += tasks
+        var next = 0  // items are claimed dynamically; each task owns one score slice
+        withUnsafeMutablePointer(to: &next) { counter in
+            context.pool.run(tasks) { task in
+                let s = scratch + task * slice
+                while true {
+                    let item = ock_attn_claim(counter, 1)
+                    if item >= items { break }
+                    // Causal blocks grow with b; every head of a block is claimed before the next block.
+                    let b = item / heads, h = item % heads
+                    let i0 = b * qb, i1 = min(tq, i0 + qb), m = i1 - i0
+                    let nk = causal ? min(tk, i1 + offset) : tk
+                    let nk32 = Int32(nk)
+                    // s[m, nk] = q[i0..<i1, h] · k[0..<nk, h]ᵀ
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), nk32, hd32,
+                                1, qp + i0 * d + h * hd, d32, kp + h * hd, d32, 0, s, nk32)
+                    ock_attn_softmax_f32(s, m, nk, nk, scale, causal ? offset + i0 + 1 : nk, causal ? 1 : 0)
+                    // out[i0..<i1, h] = p[m, nk] · v[0..<nk, h]
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), hd32, nk32,
+                                1, s, nk32, vp + h * hd, d32, 0, op + i0 * d + h * hd, d32)
+                }
             }
         }
     }

@@ -65,6 +65,10 @@ void ock_attn_query_f32_avx512(const float *q, const float *k, size_t ldk, const
 void ock_attn_query_f32_avx2(const float *q, const float *k, size_t ldk, const float *v, size_t ldv,
                              size_t len, size_t heads, size_t hd, float scale, float *scores, float *out);
 
+/* Work sharing: atomically adds `n` to *counter and returns its previous value (threads claim
+ * the next items of a loop with it, so a slow or preempted thread takes fewer). */
+size_t ock_attn_claim(size_t *counter, size_t n);
+
 /* 1 if the CPU runs the AVX-512 (F) variant, else 0. */
 int ock_attn_cpu_has_avx512(void);
 /* 1 if the CPU runs the AVX2 + FMA variant, else 0. */
