@@ -147,6 +147,26 @@ public enum Attention {
         let tq = q.shape[0], d = q.shape[1], tk = k.shape[0]
         precondition(k.shape == Shape(tk, d) && v.shape == Shape(tk, d), "k \(k.shape) and v \(v.shape) must be [Tk, \(d)]")
         precondition(out.shape == Shape(tq, d), "attention output must be [\(tq), \(d)], got \(out.shape)")
+        try multiHead(q: q.base, ldq: d, k: k.base, ldk: d, v: v.base, ldv: d, queries: tq, keys: tk, d: d,
+                      heads: heads, causal: causal, out: out.base, context: context)
+    }
+
+    /// Multi-head self-attention over a packed projection: `qkv [T, 3d]` holding q, k and v side
+    /// by side along columns (as one fused q/k/v Linear writes them) into `out [T, d]`; otherwise
+    /// as `multiHead(q:k:v:...)` with Tq = Tk = T.
+    public static func multiHead(qkv: Tensor, heads: Int, causal: Bool, out: Tensor, context: ComputeContext) throws {
+        precondition(qkv.shape.rank == 2 && qkv.shape[1] % 3 == 0, "attention needs qkv [T, 3d], got \(qkv.shape)")
+        let t = qkv.shape[0], d = qkv.shape[1] / 3
+        precondition(out.shape == Shape(t, d), "attention output must be [\(t), \(d)], got \(out.shape)")
+        try multiHead(q: qkv.base, ldq: 3 * d, k: qkv.base + d, ldk: 3 * d, v: qkv.base + 2 * d, ldv: 3 * d,
+                      queries: t, keys: t, d: d, heads: heads, causal: causal, out: out.base, context: context)
+    }
+
+    /// The strided core of `multiHead`: rows of q, k, v at strides ldq, ldk, ldv floats; out
+    /// contiguous `[queries, d]`.
+    static func multiHead(q qp: UnsafeMutablePointer<Float>, ldq: Int, k kp: UnsafeMutablePointer<Float>, ldk: Int,
+                          v vp: UnsafeMutablePointer<Float>, ldv: Int, queries tq: Int, keys tk: Int, d: Int,
+                          heads: Int, causal: Bool, out op: UnsafeMutablePointer<Float>, context: ComputeContext) throws {
         precondition(heads >= 1 && d % heads == 0, "d=\(d) is not a multiple of heads=\(heads)")
         precondition(!causal || tk >= tq, "causal attention needs at least as many keys (\(tk)) as queries (\(tq))")
         if tq == 0 { return }
@@ -163,8 +183,7 @@ public enum Attention {
         defer { context.scratch.reset(to: mark) }
         let scratch = try context.scratch.allocateBytes(tasks * slice * MemoryLayout<Float>.stride)
             .bindMemory(to: Float.self, capacity: tasks * slice)
-        let qp = q.base, kp = k.base, vp = v.base, op = out.base
-        let d32 = Int32(d), hd32 = Int32(hd)
+        let lq = Int32(ldq), lk = Int32(ldk), lv = Int32(ldv), d32 = Int32(d), hd32 = Int32(hd)
         var next = 0  // items are claimed dynamically; each task owns one score slice
         withUnsafeMutablePointer(to: &next) { counter in
             context.pool.run(tasks) { task in
@@ -172,18 +191,18 @@ public enum Attention {
                 while true {
                     let item = ock_attn_claim(counter, 1)
                     if item >= items { break }
-                    // Causal blocks grow with b; every head of a block is claimed before the next block.
-                    let b = item / heads, h = item % heads
+                    // Causal blocks see more keys the later they are: hand those out first.
+                    let b = causal ? blocks - 1 - item / heads : item / heads, h = item % heads
                     let i0 = b * qb, i1 = min(tq, i0 + qb), m = i1 - i0
                     let nk = causal ? min(tk, i1 + offset) : tk
                     let nk32 = Int32(nk)
                     // s[m, nk] = q[i0..<i1, h] · k[0..<nk, h]ᵀ
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), nk32, hd32,
-                                1, qp + i0 * d + h * hd, d32, kp + h * hd, d32, 0, s, nk32)
+                                1, qp + i0 * ldq + h * hd, lq, kp + h * hd, lk, 0, s, nk32)
                     ock_attn_softmax_f32(s, m, nk, nk, scale, causal ? offset + i0 + 1 : nk, causal ? 1 : 0)
                     // out[i0..<i1, h] = p[m, nk] · v[0..<nk, h]
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), hd32, nk32,
-                                1, s, nk32, vp + h * hd, d32, 0, op + i0 * d + h * hd, d32)
+                                1, s, nk32, vp + h * hd, lv, 0, op + i0 * d + h * hd, d32)
                 }
             }
         }

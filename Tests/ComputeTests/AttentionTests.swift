@@ -266,6 +266,22 @@ final class AttentionTests: XCTestCase {
         }
     }
 
+    /// Self-attention over a packed `[T, 3d]` projection equals the reference on the same columns.
+    func testMultiHeadPackedQKV() throws {
+        var rng = Normal(seed: 12)
+        for (t, d, heads, causal) in [(1, 32, 1, true), (29, 64, 2, false), (130, 96, 3, true), (200, 768, 12, false)] {
+            let qkv = rng.array(t * 3 * d, scale: 1.5)
+            let arena = Arena(capacity: t * 4 * d * 4 + 4096)
+            let ctx = context(threads: 2, scratchBytes: Attention.multiHeadScratchBytes(queries: t, keys: t, threads: 2))
+            let out = try arena.tensor(Shape(t, d))
+            try Attention.multiHead(qkv: tensor(qkv, Shape(t, 3 * d), in: arena), heads: heads, causal: causal, out: out, context: ctx)
+            let want = Self.attentionRef(q: qkv, ldq: 3 * d, qo: 0, k: qkv, ldk: 3 * d, ko: d, v: qkv, ldv: 3 * d, vo: 2 * d,
+                                         tq: t, d: d, heads: heads, scale: 1 / Double(d / heads).squareRoot(),
+                                         visible: { causal ? $0 + 1 : t })
+            Golden.assertClose(out.toArray(), want, tolerance: Self.tolerance, "packed qkv T=\(t) d=\(d) heads=\(heads) causal=\(causal)")
+        }
+    }
+
     // MARK: - KV cache
 
     /// Random decoding with random reorders (drops, repeats, permutations) against per-row
