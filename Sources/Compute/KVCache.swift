@@ -162,6 +162,8 @@ public final class KVCache: @unchecked Sendable {
     /// Decoder self-attention for one step: `q [rows, d]`, each row's query attending over its
     /// own cached positions `0..<length` (append this step's K/V first, so the newest is
     /// included), heads head-major along d, scale `headDim^-0.5`, into `out [rows, d]`.
+    /// For a prefill of P positions, append them all and run, per row,
+    /// `Attention.multiHead(q: [P, d], k: keys(row:), v: values(row:), causal: true, ...)`.
     public func attend(q: Tensor, heads: Int, out: Tensor, context: ComputeContext) throws {
         precondition(q.shape == Shape(rows, dim) && out.shape == Shape(rows, dim),
                      "attend: q \(q.shape) and out \(out.shape) must be [\(rows), \(dim)]")

@@ -498,22 +498,25 @@ final class AttentionTests: XCTestCase {
         Golden.assertClose(fast.toArray(), slow.toArray(), tolerance: 1e-6, "window attention, \(variant) vs reference")
     }
 
-    // MARK: - Timings (opt-in: OCELLUS_BENCH=1)
+    // MARK: - Timings (opt-in: OCELLUS_BENCH=1, threads from OCELLUS_BENCH_THREADS, default 2)
 
     /// Rough timings at Florence-2-base shapes; prints, asserts nothing beyond running.
     func testTimingsFlorenceShapes() throws {
         guard ProcessInfo.processInfo.environment["OCELLUS_BENCH"] == "1" else { throw XCTSkip("set OCELLUS_BENCH=1 to time") }
         var rng = Normal(seed: 9)
-        let threads = 2
+        let threads = Int(ProcessInfo.processInfo.environment["OCELLUS_BENCH_THREADS"] ?? "") ?? 2
         func time(_ label: String, reps: Int, _ body: () throws -> Void) rethrows {
             try body()
-            var best = Double.infinity
+            var best = Double.infinity, cpu = 0.0, wall = 0.0
             for _ in 0..<reps {
-                let t0 = DispatchTime.now().uptimeNanoseconds
+                let c0 = clock(), t0 = DispatchTime.now().uptimeNanoseconds
                 try body()
-                best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+                let ms = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
+                best = min(best, ms)
+                wall += ms
+                cpu += Double(clock() - c0) * 1000 / Double(CLOCKS_PER_SEC)
             }
-            print("TIMING \(label) [\(Attention.kernelVariant), \(threads) threads]: best \(String(format: "%.3f", best)) ms of \(reps)")
+            print("TIMING \(label) [\(Attention.kernelVariant), \(threads) threads]: best \(String(format: "%.3f", best)) ms of \(reps), process CPU/wall \(String(format: "%.2f", cpu / wall))")
         }
         do {  // stage 0 window attention: 256 windows × 144 tokens × C = 128, 4 heads
             let arena = Arena(capacity: 256 * 144 * 4 * 128 * 4 + 4096)
