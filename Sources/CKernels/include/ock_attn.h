@@ -1,9 +1,10 @@
 #ifndef OCELLUS_OCK_ATTN_H
 #define OCELLUS_OCK_ATTN_H
 /* Attention helpers (fp32): the fused scale + max-subtracted softmax of score rows that the
- * attention ops run between their two matrix products, and single-query attention for the
- * decoder's cached steps. Each has a plain reference (`_ref`) and SIMD variants; the variant is
- * chosen once at load from the CPU, `ock_attn_force_reference(1)` selects the reference. */
+ * window and BART attention ops run between their two OpenBLAS products, the two products of
+ * DaViT channel attention, and single-query attention for the decoder's cached steps. Each has a
+ * plain reference (`_ref`) and SIMD variants; the variant is chosen once at load from the CPU,
+ * `ock_attn_force_reference(1)` selects the reference. */
 #include <stddef.h>
 
 #ifdef __cplusplus
@@ -18,7 +19,7 @@ extern "C" {
  * cached keys before the queries: valid0 = offset + q0 + 1, valid_step = 1. scale > 0. */
 void ock_attn_softmax_f32(float *s, size_t rows, size_t cols, size_t ld, float scale,
                           size_t valid0, size_t valid_step);
-/* The reference version of `ock_attn_softmax_f32` (scalar expf, double sums). */
+/* The reference version of `ock_attn_softmax_f32` (scalar, double-precision exp and sums). */
 void ock_attn_softmax_f32_ref(float *s, size_t rows, size_t cols, size_t ld, float scale,
                               size_t valid0, size_t valid_step);
 /* AVX-512 version (call only when `ock_attn_cpu_has_avx512()`). */
