@@ -3,54 +3,35 @@ import Foundation
 import Synchronization
 
 /// Runs `tasks` indices of a body across a fixed set of threads; the caller's thread takes part.
-/// Threads are created once; `run` allocates nothing (a test counts mallocs).
+/// Threads are created once; `run` with a `ParallelTask` allocates nothing (a test counts mallocs).
 ///
 /// Work is handed out through one 64-bit ticket: generation (16 bits) | task count (24 bits) |
 /// next index (24 bits). A worker claims an index with a compare-and-swap that also checks the
 /// generation, so a thread that wakes late can never run a task of a call that already finished.
 /// Idle workers spin for about 50 µs (cheap hand-offs between the many short parallel regions of a
-/// decoder step), then sleep on a condition variable.
+/// decoder step), then sleep on a condition variable. The workers share a `PoolCore` with this
+/// handle, never the handle itself, so releasing the handle stops and joins them.
 public final class WorkerPool: @unchecked Sendable {
     /// Threads that execute work, the caller included.
     public let threadCount: Int
-
-    private let ticket = Atomic<UInt64>(0)
-    private let unfinished = Atomic<Int>(0)
-    private let shuttingDown = Atomic<Bool>(false)
-    private let started = Atomic<Int>(0)
-    /// The current call's body (a one-word invoker pointing at the caller's task on its stack),
-    /// valid while the generation in `ticket` has unfinished tasks (published by the ticket's
-    /// release store). One word fits an existential's inline buffer: storing it allocates nothing.
-    private var body: (any TaskInvoker)?
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-    private let workCond: UnsafeMutablePointer<pthread_cond_t>
-    private let doneCond: UnsafeMutablePointer<pthread_cond_t>
+    private let core: PoolCore
     private var threads: [pthread_t] = []
-
-    private static let maxTasks = 1 << 24
-    private static let spinNanoseconds: UInt64 = 50_000
 
     /// A pool of `threads` threads (default: every online core).
     public init(threads: Int = ProcessInfo.processInfo.activeProcessorCount) {
         threadCount = max(1, threads)
-        mutex = .allocate(capacity: 1)
-        workCond = .allocate(capacity: 1)
-        doneCond = .allocate(capacity: 1)
-        pthread_mutex_init(mutex, nil)
-        pthread_cond_init(workCond, nil)
-        pthread_cond_init(doneCond, nil)
+        core = PoolCore()
         for i in 1..<threadCount {
             var attr = pthread_attr_t()
             pthread_attr_init(&attr)
             pthread_attr_setstacksize(&attr, 1 << 20)
             var tid = pthread_t()
-            let box = Unmanaged.passRetained(WorkerStart(pool: self, index: i))
+            let box = Unmanaged.passRetained(WorkerStart(core: core, index: i))
             let rc = pthread_create(&tid, &attr, { raw in
                 let start = Unmanaged<WorkerStart>.fromOpaque(raw!).takeRetainedValue()
-                let name = "ocellus-w\(start.index)"
-                Thread.current.name = name
-                start.pool.started.add(1, ordering: .releasing)
-                start.pool.workerLoop()
+                Thread.current.name = "ocellus-w\(start.index)"
+                start.core.started.add(1, ordering: .releasing)
+                start.core.workerLoop()
                 return nil
             }, box.toOpaque())
             pthread_attr_destroy(&attr)
@@ -58,21 +39,12 @@ public final class WorkerPool: @unchecked Sendable {
             self.threads.append(tid)
         }
         // Workers are fully started (named, their one-time allocations done) before first use.
-        while started.load(ordering: .acquiring) < threadCount - 1 { usleep(50) }
+        while core.started.load(ordering: .acquiring) < threadCount - 1 { usleep(50) }
     }
 
     deinit {
-        shuttingDown.store(true, ordering: .releasing)
-        pthread_mutex_lock(mutex)
-        pthread_cond_broadcast(workCond)
-        pthread_mutex_unlock(mutex)
+        core.shutDown()
         for t in threads { pthread_join(t, nil) }
-        pthread_cond_destroy(workCond)
-        pthread_cond_destroy(doneCond)
-        pthread_mutex_destroy(mutex)
-        mutex.deallocate()
-        workCond.deallocate()
-        doneCond.deallocate()
     }
 
     /// Calls `task(i)` for every `i` in `0..<tasks`, spread over the pool; returns when all are done.
@@ -84,20 +56,8 @@ public final class WorkerPool: @unchecked Sendable {
             for i in 0..<tasks { task(i) }
             return
         }
-        precondition(tasks < WorkerPool.maxTasks, "WorkerPool.run supports fewer than 2^24 tasks")
-        withUnsafePointer(to: task) { p in
-            let old = ticket.load(ordering: .relaxed)
-            let gen = ((old >> 48) &+ 1) & 0xffff
-            self.body = PointerInvoker(task: p)
-            unfinished.store(tasks, ordering: .relaxed)
-            pthread_mutex_lock(mutex)
-            ticket.store(gen << 48 | UInt64(tasks) << 24, ordering: .releasing)
-            pthread_cond_broadcast(workCond)
-            pthread_mutex_unlock(mutex)
-            drain(generation: gen)
-            waitUntilDone()
-            self.body = nil
-        }
+        precondition(tasks < PoolCore.maxTasks, "WorkerPool.run supports fewer than 2^24 tasks")
+        withUnsafePointer(to: task) { p in core.run(tasks, PointerInvoker(task: p)) }
     }
 
     /// Splits `0..<count` into about one contiguous chunk per thread (at least `minChunk` long)
@@ -131,8 +91,68 @@ public final class WorkerPool: @unchecked Sendable {
             if lo < hi { body(lo..<hi) }
         }
     }
+}
 
-    // MARK: - Internals
+// MARK: - Shared state
+
+/// What the caller and the workers share: the ticket, the current body, the locks.
+final class PoolCore: @unchecked Sendable {
+    let ticket = Atomic<UInt64>(0)
+    let unfinished = Atomic<Int>(0)
+    let shuttingDown = Atomic<Bool>(false)
+    let started = Atomic<Int>(0)
+    /// The current call's body (a one-word invoker pointing at the caller's task on its stack),
+    /// valid while the generation in `ticket` has unfinished tasks (published by the ticket's
+    /// release store). One word fits an existential's inline buffer: storing it allocates nothing.
+    private var body: (any TaskInvoker)?
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    private let workCond: UnsafeMutablePointer<pthread_cond_t>
+    private let doneCond: UnsafeMutablePointer<pthread_cond_t>
+
+    static let maxTasks = 1 << 24
+    private static let spinNanoseconds: UInt64 = 50_000
+
+    init() {
+        mutex = .allocate(capacity: 1)
+        workCond = .allocate(capacity: 1)
+        doneCond = .allocate(capacity: 1)
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(workCond, nil)
+        pthread_cond_init(doneCond, nil)
+    }
+
+    deinit {
+        pthread_cond_destroy(workCond)
+        pthread_cond_destroy(doneCond)
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+        workCond.deallocate()
+        doneCond.deallocate()
+    }
+
+    func shutDown() {
+        shuttingDown.store(true, ordering: .releasing)
+        pthread_mutex_lock(mutex)
+        pthread_cond_broadcast(workCond)
+        pthread_mutex_unlock(mutex)
+    }
+
+    /// Publishes `invoker` for `tasks` tasks, takes part, and returns when all are done.
+    func run(_ tasks: Int, _ invoker: some TaskInvoker) {
+        let old = ticket.load(ordering: .relaxed)
+        let gen = ((old >> 48) &+ 1) & 0xffff
+        body = invoker
+        unfinished.store(tasks, ordering: .relaxed)
+        pthread_mutex_lock(mutex)
+        ticket.store(gen << 48 | UInt64(tasks) << 24, ordering: .releasing)
+        pthread_cond_broadcast(workCond)
+        pthread_mutex_unlock(mutex)
+        drain(generation: gen)
+        waitUntilDone()
+        body = nil
+    }
+
+    // MARK: - Hand-out
 
     /// Claims and runs tasks of generation `gen` until none is left.
     private func drain(generation gen: UInt64) {
@@ -157,9 +177,9 @@ public final class WorkerPool: @unchecked Sendable {
     }
 
     private func waitUntilDone() {
-        let start = WorkerPool.now()
+        let start = PoolCore.now()
         while unfinished.load(ordering: .acquiring) > 0 {
-            if WorkerPool.now() &- start > WorkerPool.spinNanoseconds {
+            if PoolCore.now() &- start > PoolCore.spinNanoseconds {
                 pthread_mutex_lock(mutex)
                 while unfinished.load(ordering: .acquiring) > 0 { pthread_cond_wait(doneCond, mutex) }
                 pthread_mutex_unlock(mutex)
@@ -168,13 +188,13 @@ public final class WorkerPool: @unchecked Sendable {
         }
     }
 
-    fileprivate func workerLoop() {
+    func workerLoop() {
         var seen: UInt64 = 0  // the generation before the first run: a late-starting worker joins whatever is current
         while true {
-            let start = WorkerPool.now()
+            let start = PoolCore.now()
             var gen = ticket.load(ordering: .acquiring) >> 48
             while gen == seen && !shuttingDown.load(ordering: .acquiring) {
-                if WorkerPool.now() &- start > WorkerPool.spinNanoseconds {
+                if PoolCore.now() &- start > PoolCore.spinNanoseconds {
                     pthread_mutex_lock(mutex)
                     while ticket.load(ordering: .acquiring) >> 48 == seen && !shuttingDown.load(ordering: .acquiring) {
                         pthread_cond_wait(workCond, mutex)
@@ -198,9 +218,9 @@ public final class WorkerPool: @unchecked Sendable {
 
 /// What a new worker thread needs (passed through pthread_create's argument).
 private final class WorkerStart {
-    let pool: WorkerPool
+    let core: PoolCore
     let index: Int
-    init(pool: WorkerPool, index: Int) { self.pool = pool; self.index = index }
+    init(core: PoolCore, index: Int) { self.core = core; self.index = index }
 }
 
 // MARK: - Tasks

@@ -70,3 +70,20 @@ final class WorkerPoolTests: XCTestCase {
         for i in [0, 1, 100, 255] { XCTAssertEqual(acc[i], Double(i), accuracy: 1e-9 * Double(max(1, i))) }
     }
 }
+
+final class WorkerPoolLifetimeTests: XCTestCase {
+    /// Pools come and go (a model reload makes a new one): each one's threads stop and are joined.
+    func testPoolsAreReleasedAndTheirThreadsJoined() {
+        weak var weakPool: WorkerPool?
+        for _ in 0..<20 {
+            let pool = WorkerPool(threads: 3)
+            weakPool = pool
+            let hits = UnsafeMutablePointer<Int32>.allocate(capacity: 30)
+            hits.initialize(repeating: 0, count: 30)
+            pool.run(30) { i in hits[i] &+= 1 }
+            for i in 0..<30 { XCTAssertEqual(hits[i], 1) }
+            hits.deallocate()
+        }
+        XCTAssertNil(weakPool, "the last pool is still alive: its workers keep it")
+    }
+}
