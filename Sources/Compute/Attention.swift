@@ -52,21 +52,31 @@ public enum Attention {
         let ld = Int32(3 * c), ldo = Int32(c), t32 = Int32(t), hd32 = Int32(hd)
         var next = 0  // items are claimed dynamically; each task owns one score slice
         withUnsafeMutablePointer(to: &next) { counter in
-            context.pool.run(tasks) { task in
-                let s = scratch + task * slice
-                while true {
-                    let item = ock_attn_claim(counter, 1)
-                    if item >= items { break }
-                    let w = item / heads, h = item % heads
-                    let q = src + w * t * 3 * c + h * hd
-                    // s[T, T] = q[T, hd] · k[T, hd]ᵀ
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t32, t32, hd32,
-                                1, q, ld, q + c, ld, 0, s, t32)
-                    ock_attn_softmax_f32(s, t, t, t, scale, t, 0)
-                    // out[T, hd] = p[T, T] · v[T, hd]
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t32, hd32, t32,
-                                1, s, t32, q + 2 * c, ld, 0, dst + w * t * c + h * hd, ldo)
-                }
+            context.pool.run(tasks, WindowTask(counter: counter, scratch: scratch, slice: slice, items: items, heads: heads,
+                                               src: src, dst: dst, t: t, c: c, hd: hd, scale: scale,
+                                               ld: ld, ldo: ldo, t32: t32, hd32: hd32))
+        }
+    }
+
+    /// One worker's share of `window`: claims (window, head) items and runs them.
+    private struct WindowTask: ParallelTask {
+        let counter: UnsafeMutablePointer<Int>, scratch: UnsafeMutablePointer<Float>, slice: Int, items: Int, heads: Int
+        let src: UnsafeMutablePointer<Float>, dst: UnsafeMutablePointer<Float>, t: Int, c: Int, hd: Int, scale: Float
+        let ld: Int32, ldo: Int32, t32: Int32, hd32: Int32
+        func callAsFunction(_ task: Int) {
+            let s = scratch + task * slice
+            while true {
+                let item = ock_attn_claim(counter, 1)
+                if item >= items { break }
+                let w = item / heads, h = item % heads
+                let q = src + w * t * 3 * c + h * hd
+                // s[T, T] = q[T, hd] · k[T, hd]ᵀ
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t32, t32, hd32,
+                            1, q, ld, q + c, ld, 0, s, t32)
+                ock_attn_softmax_f32(s, t, t, t, scale, t, 0)
+                // out[T, hd] = p[T, T] · v[T, hd]
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t32, hd32, t32,
+                            1, s, t32, q + 2 * c, ld, 0, dst + w * t * c + h * hd, ldo)
             }
         }
     }
@@ -107,12 +117,8 @@ public enum Attention {
         let src = qkv.base, dst = out.base
         let per = (n + splits - 1) / splits
         // Scores: partial[s][g, i, j] = Σ_{t in split s} q[t, g·cg + i]·k[t, g·cg + j]
-        context.pool.run(splits) { sp in
-            let a = scratch + sp * slice
-            a.update(repeating: 0, count: count)
-            let t0 = sp * per, t1 = min(n, t0 + per)
-            if t1 > t0 { ock_attn_channel_scores_f32(src + t0 * 3 * c, src + t0 * 3 * c + c, 3 * c, t1 - t0, cg, groups, a) }
-        }
+        context.pool.run(splits, ChannelScoresTask(scratch: scratch, slice: slice, count: count, per: per, n: n,
+                                                   src: src, c: c, cg: cg, groups: groups))
         let a = scratch, at = scratch + splits * slice
         for sp in 1..<splits {
             let p = scratch + sp * slice
@@ -123,7 +129,26 @@ public enum Attention {
             for i in 0..<cg { for j in 0..<cg { at[(g * cg + j) * cg + i] = a[(g * cg + i) * cg + j] } }
         }
         // out[t, g·cg + i] = Σ_j A_g[i, j]·v[t, g·cg + j], token ranges spread over the pool.
-        context.pool.parallelFor(n, minChunk: 256) { range in
+        context.pool.parallelFor(n, minChunk: 256, ChannelApplyTask(src: src, dst: dst, at: at, c: c, cg: cg, groups: groups))
+    }
+
+    /// Partial qᵀ·k sums of one token range (`channel`'s first pass).
+    private struct ChannelScoresTask: ParallelTask {
+        let scratch: UnsafeMutablePointer<Float>, slice: Int, count: Int, per: Int, n: Int
+        let src: UnsafeMutablePointer<Float>, c: Int, cg: Int, groups: Int
+        func callAsFunction(_ sp: Int) {
+            let a = scratch + sp * slice
+            a.update(repeating: 0, count: count)
+            let t0 = sp * per, t1 = min(n, t0 + per)
+            if t1 > t0 { ock_attn_channel_scores_f32(src + t0 * 3 * c, src + t0 * 3 * c + c, 3 * c, t1 - t0, cg, groups, a) }
+        }
+    }
+
+    /// `out = v·Aᵀ` over one token range (`channel`'s second pass).
+    private struct ChannelApplyTask: RangeTask {
+        let src: UnsafeMutablePointer<Float>, dst: UnsafeMutablePointer<Float>, at: UnsafeMutablePointer<Float>
+        let c: Int, cg: Int, groups: Int
+        func callAsFunction(_ range: Range<Int>) {
             ock_attn_channel_apply_f32(src + range.lowerBound * 3 * c + 2 * c, 3 * c, range.count, at, cg, groups,
                                        dst + range.lowerBound * c, c)
         }
@@ -186,24 +211,37 @@ public enum Attention {
         let lq = Int32(ldq), lk = Int32(ldk), lv = Int32(ldv), d32 = Int32(d), hd32 = Int32(hd)
         var next = 0  // items are claimed dynamically; each task owns one score slice
         withUnsafeMutablePointer(to: &next) { counter in
-            context.pool.run(tasks) { task in
-                let s = scratch + task * slice
-                while true {
-                    let item = ock_attn_claim(counter, 1)
-                    if item >= items { break }
-                    // Causal blocks see more keys the later they are: hand those out first.
-                    let b = causal ? blocks - 1 - item / heads : item / heads, h = item % heads
-                    let i0 = b * qb, i1 = min(tq, i0 + qb), m = i1 - i0
-                    let nk = causal ? min(tk, i1 + offset) : tk
-                    let nk32 = Int32(nk)
-                    // s[m, nk] = q[i0..<i1, h] · k[0..<nk, h]ᵀ
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), nk32, hd32,
-                                1, qp + i0 * ldq + h * hd, lq, kp + h * hd, lk, 0, s, nk32)
-                    ock_attn_softmax_f32(s, m, nk, nk, scale, causal ? offset + i0 + 1 : nk, causal ? 1 : 0)
-                    // out[i0..<i1, h] = p[m, nk] · v[0..<nk, h]
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), hd32, nk32,
-                                1, s, nk32, vp + h * hd, lv, 0, op + i0 * d + h * hd, d32)
-                }
+            context.pool.run(tasks, MultiHeadTask(counter: counter, scratch: scratch, slice: slice, items: items, heads: heads,
+                                                  blocks: blocks, causal: causal, qb: qb, tq: tq, tk: tk, offset: offset,
+                                                  qp: qp, kp: kp, vp: vp, op: op, ldq: ldq, d: d, hd: hd, scale: scale,
+                                                  lq: lq, lk: lk, lv: lv, d32: d32, hd32: hd32))
+        }
+    }
+
+    /// One worker's share of `multiHead`: claims (query block, head) items and runs them.
+    private struct MultiHeadTask: ParallelTask {
+        let counter: UnsafeMutablePointer<Int>, scratch: UnsafeMutablePointer<Float>, slice: Int, items: Int, heads: Int
+        let blocks: Int, causal: Bool, qb: Int, tq: Int, tk: Int, offset: Int
+        let qp: UnsafeMutablePointer<Float>, kp: UnsafeMutablePointer<Float>, vp: UnsafeMutablePointer<Float>
+        let op: UnsafeMutablePointer<Float>, ldq: Int, d: Int, hd: Int, scale: Float
+        let lq: Int32, lk: Int32, lv: Int32, d32: Int32, hd32: Int32
+        func callAsFunction(_ task: Int) {
+            let s = scratch + task * slice
+            while true {
+                let item = ock_attn_claim(counter, 1)
+                if item >= items { break }
+                // Causal blocks see more keys the later they are: hand those out first.
+                let b = causal ? blocks - 1 - item / heads : item / heads, h = item % heads
+                let i0 = b * qb, i1 = min(tq, i0 + qb), m = i1 - i0
+                let nk = causal ? min(tk, i1 + offset) : tk
+                let nk32 = Int32(nk)
+                // s[m, nk] = q[i0..<i1, h] · k[0..<nk, h]ᵀ
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), nk32, hd32,
+                            1, qp + i0 * ldq + h * hd, lq, kp + h * hd, lk, 0, s, nk32)
+                ock_attn_softmax_f32(s, m, nk, nk, scale, causal ? offset + i0 + 1 : nk, causal ? 1 : 0)
+                // out[i0..<i1, h] = p[m, nk] · v[0..<nk, h]
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), hd32, nk32,
+                            1, s, nk32, vp + h * hd, lv, 0, op + i0 * d + h * hd, d32)
             }
         }
     }

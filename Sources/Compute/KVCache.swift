@@ -181,7 +181,17 @@ public final class KVCache: @unchecked Sendable {
             .bindMemory(to: Float.self, capacity: tasks * slice)
         let qp = q.base, op = out.base, kp = k, vp = v
         let len = length, d = dim, stride = maxPositions * dim
-        context.pool.run(tasks) { task in
+        context.pool.run(tasks, AttendTask(tasks: tasks, items: items, heads: heads, qp: qp, kp: kp, vp: vp, op: op,
+                                           d: d, hd: hd, stride: stride, len: len, scale: scale, scratch: scratch, slice: slice))
+    }
+
+    /// One worker's (row, head) items of `attend`, strided by the task count.
+    private struct AttendTask: ParallelTask {
+        let tasks: Int, items: Int, heads: Int
+        let qp: UnsafeMutablePointer<Float>, kp: UnsafeMutablePointer<Float>, vp: UnsafeMutablePointer<Float>
+        let op: UnsafeMutablePointer<Float>, d: Int, hd: Int, stride: Int, len: Int, scale: Float
+        let scratch: UnsafeMutablePointer<Float>, slice: Int
+        func callAsFunction(_ task: Int) {
             var item = task
             while item < items {
                 let r = item / heads, h = item % heads
