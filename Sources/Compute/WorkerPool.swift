@@ -73,17 +73,22 @@ public final class WorkerPool: @unchecked Sendable {
     private func drain() {
         while true {
             cond.lock()
-            guard let b = body, nextTask < taskCount else { cond.unlock(); return }
+            guard body != nil, nextTask < taskCount else { cond.unlock(); return }
             let i = nextTask
             nextTask += 1
             cond.unlock()
-            b(i)
+            invoke(i)
             cond.lock()
             unfinished -= 1
             if unfinished == 0 { cond.broadcast() }
             cond.unlock()
         }
     }
+
+    /// Runs task `i`. Out of line so the reference to `body` taken here is released before the
+    /// task is counted as finished: `run`'s `withoutActuallyEscaping` traps if a worker still
+    /// holds the closure when the caller's wait ends.
+    @inline(never) private func invoke(_ i: Int) { body!(i) }
 
     private func workerLoop() {
         var seen = 0

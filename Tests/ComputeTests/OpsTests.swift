@@ -2,6 +2,7 @@
 // Quantization/goldens_ops.py) and against slow plain-Swift references on random shapes.
 // Every golden and reference check runs for each kernel variant the CPU has (generic, AVX2, AVX-512).
 import CKernels
+import COpenBLAS
 import Foundation
 import XCTest
 @testable import Compute
@@ -439,6 +440,7 @@ final class OpsTests: XCTestCase {
     /// Prints rough timings of the Florence-2-base shapes; skipped unless OCELLUS_OPS_BENCH is set.
     func testTimings() throws {
         guard ProcessInfo.processInfo.environment["OCELLUS_OPS_BENCH"] != nil else { throw XCTSkip("set OCELLUS_OPS_BENCH=1 to time the ops") }
+        openblas_set_num_threads(1)  // the engine default: the pool supplies the parallelism
         let big = Arena(capacity: 400 << 20)
         let ctx = ComputeContext(pool: Self.pools[2]!, scratchBytes: 32 << 20)
         func time(_ what: String, _ reps: Int = 3, _ body: () throws -> Void) rethrows {
