@@ -12,6 +12,20 @@ void ock_im2col_f32(const float *in, size_t H, size_t W, size_t Cin, size_t k, s
     for (size_t p = p0; p < p1; p++) {
         float *restrict dst = panel + (p - p0) * K;
         const size_t oy = p / Wo, ox = p % Wo;
+        const long iy0 = (long)(oy * stride) - (long)pad, ix0 = (long)(ox * stride) - (long)pad;
+        if (Cin < 16 && iy0 >= 0 && iy0 + (long)k <= (long)H && ix0 >= 0 && ix0 + (long)k <= (long)W) {
+            /* few channels (the 3-channel stem), interior patch: contiguous writes along kx,
+             * reads strided by Cin; with many channels the general loop below (contiguous
+             * reads along ci) measured faster */
+            const float *base = in + ((size_t)iy0 * W + (size_t)ix0) * Cin;
+            for (size_t ci = 0; ci < Cin; ci++)
+                for (size_t ky = 0; ky < k; ky++) {
+                    const float *restrict s = base + ky * W * Cin + ci;
+                    float *restrict d = dst + ci * kk + ky * k;
+                    for (size_t kx = 0; kx < k; kx++) d[kx] = s[kx * Cin];
+                }
+            continue;
+        }
         for (size_t ky = 0; ky < k; ky++) {
             const long iy = (long)(oy * stride + ky) - (long)pad;
             for (size_t kx = 0; kx < k; kx++) {
