@@ -90,16 +90,20 @@ public enum Ops {
     }
 
     /// Output rows per im2col chunk: at least 256 output pixels (so the GEMM is efficient), and
-    /// more while the panel stays within 512 K floats (2 MiB).
+    /// more while the panel stays within 512 K floats (2 MiB); then evened out so the chunks
+    /// are equal (24 rows in chunks of at most 11 become 3 chunks of 8, not 11 + 11 + 2).
     static func conv2dChunkRows(outHeight ho: Int, outWidth wo: Int, patch k: Int) -> Int {
         let minRows = (256 + wo - 1) / wo
         let fitRows = (512 * 1024) / max(1, wo * k)
-        return max(1, min(ho, max(minRows, fitRows)))
+        let rows = max(1, min(ho, max(minRows, fitRows)))
+        let chunks = (ho + rows - 1) / rows
+        return max(1, (ho + chunks - 1) / chunks)
     }
 
     /// Scratch bytes `conv2d` takes from `context.scratch` for an input `[height, width, inChannels]`:
-    /// one im2col panel of `chunkRows·Wo` rows by `inChannels·kernel²` floats (64-byte aligned),
-    /// `chunkRows = min(Ho, max(⌈256/Wo⌉, ⌊512 Ki / (Wo·inChannels·kernel²)⌋))`, at least 1.
+    /// one im2col panel of `chunkRows·Wo` rows by `K = inChannels·kernel²` floats (64-byte aligned),
+    /// with `r = max(1, min(Ho, max(⌈256/Wo⌉, ⌊512 Ki / (Wo·K)⌋)))` and
+    /// `chunkRows = ⌈Ho / ⌈Ho / r⌉⌉` (equal chunks).
     public static func conv2dScratchBytes(height: Int, width: Int, inChannels: Int, kernel: Int,
                                           stride: Int, padding: Int) -> Int {
         let ho = convOutputSize(height, kernel: kernel, stride: stride, padding: padding)

@@ -471,6 +471,9 @@ final class OpsTests: XCTestCase {
         let sx = try rand(Shape(768, 768, 3)), sw = try rand(Shape(128, 3, 7, 7), 0.1), sb = try rand(Shape(128))
         let so = try big.tensor(Shape(192, 192, 128))
         try time("conv2d 7x7 s4 3->128 768²->192²") { try Ops.conv2d(sx, weight: sw, bias: sb, stride: 4, padding: 3, into: so, context: ctx) }
+        let ex = try rand(Shape(48, 48, 512)), ew = try rand(Shape(1024, 512, 3, 3), 0.02), eb = try rand(Shape(1024))
+        let eo = try big.tensor(Shape(24, 24, 1024))
+        try time("conv2d 3x3 s2 512->1024 48²->24²") { try Ops.conv2d(ex, weight: ew, bias: eb, stride: 2, padding: 1, into: eo, context: ctx) }
         let dw = try rand(Shape(128, 1, 3, 3)), dwo = try big.tensor(Shape(192, 192, 128))
         try time("depthwise 192²x128 residual") { try Ops.depthwiseConv3x3(so, weight: dw, bias: sb, into: dwo, residual: true, context: ctx) }
         let win = try big.tensor(Shape(256, 144, 128))
