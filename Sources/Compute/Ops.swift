@@ -29,10 +29,9 @@ public enum Ops {
 
     /// Runs `body(lo, hi)` over `rows` rows of `rowCost` elements each, split across the pool
     /// when there is enough work (at least about 32 K elements per chunk).
-    static func parallelRows(_ rows: Int, rowCost: Int, _ context: ComputeContext,
-                                        _ body: (Int, Int) -> Void) {
+    static func parallelRows<T: RowsTask>(_ rows: Int, rowCost: Int, _ context: ComputeContext, _ task: T) {
         let minChunk = max(1, 32_768 / max(1, rowCost))
-        context.pool.parallelFor(rows, minChunk: minChunk) { r in body(r.lowerBound, r.upperBound) }
+        context.pool.parallelFor(rows, minChunk: minChunk, RowsAdapter(task: task))
     }
 
     /// Whether the element ranges of `a` and `b` overlap.
@@ -56,7 +55,7 @@ public enum Ops {
         precondition(out.base == x.base || !overlaps(out, x), "layerNorm: out must be x itself or disjoint from it")
         let rows = c == 0 ? 0 : x.count / c
         let xp = x.base, yp = out.base, wp = weight.base, bp = bias.base
-        parallelRows(rows, rowCost: c, context) { lo, hi in ock_layernorm_f32(xp, yp, wp, bp, c, eps, lo, hi) }
+        parallelRows(rows, rowCost: c, context, LayerNormRows(xp: xp, yp: yp, wp: wp, bp: bp, c: c, eps: eps))
     }
 
     // MARK: - Activations
@@ -67,7 +66,7 @@ public enum Ops {
     /// - Parameter x: any shape, modified in place.
     public static func gelu(_ x: Tensor, context: ComputeContext) {
         let p = x.base
-        parallelRows(x.count, rowCost: 1, context) { lo, hi in ock_gelu_f32(p + lo, hi - lo) }
+        parallelRows(x.count, rowCost: 1, context, GeluRows(p: p))
     }
 
     /// Softmax along the last dimension, in place: `x = exp(x - max) / Σ exp(x - max)` per row,
@@ -77,7 +76,7 @@ public enum Ops {
         let n = lastDim(x)
         let rows = n == 0 ? 0 : x.count / n
         let p = x.base
-        parallelRows(rows, rowCost: n * 4, context) { lo, hi in ock_softmax_f32(p, n, lo, hi) }
+        parallelRows(rows, rowCost: n * 4, context, SoftmaxRows(p: p, n: n))
     }
 
     // MARK: - Convolution
@@ -154,29 +153,15 @@ public enum Ops {
             // thread then packs all of the panel and its share of the weights), else over pixels.
             let splitChannels = threads > 1 && cout >= 32 * threads && cout > m
             if splitChannels {
-                context.pool.parallelFor(m, minChunk: 16) { r in
-                    ock_im2col_f32(inp, h, w, cin, kernel, stride, padding, wo,
-                                   p0 + r.lowerBound, p0 + r.upperBound, panel + r.lowerBound * k)
-                }
+                let geo = ConvGeometry(inp: inp, h: h, w: w, cin: cin, kernel: kernel, stride: stride, padding: padding, wo: wo,
+                                       p0: p0, m: m, k: k, cout: cout, panel: panel, wp: wp, bp: bp, out: cChunk)
+                context.pool.parallelFor(m, minChunk: 16, ConvIm2colTask(g: geo))
                 let per = ((cout + threads - 1) / threads + 15) / 16 * 16
-                context.pool.run((cout + per - 1) / per) { t in
-                    let n0 = t * per, n = min(cout, n0 + per) - n0
-                    for r in 0..<m {
-                        let row = cChunk + r * cout + n0
-                        if let bp { row.update(from: bp + n0, count: n) } else { row.update(repeating: 0, count: n) }
-                    }
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k),
-                                1, panel, Int32(k), wp + n0 * k, Int32(k), 1, cChunk + n0, Int32(cout))
-                }
+                context.pool.run((cout + per - 1) / per, ConvChannelsTask(g: geo, per: per))
             } else {
-                context.pool.parallelFor(m, minChunk: 64) { r in
-                    let lo = r.lowerBound, cnt = r.count
-                    ock_im2col_f32(inp, h, w, cin, kernel, stride, padding, wo, p0 + lo, p0 + r.upperBound, panel + lo * k)
-                    if let bp { ock_fill_rows_f32(cChunk, bp, cout, lo, r.upperBound) }
-                    else { (cChunk + lo * cout).update(repeating: 0, count: cnt * cout) }
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(cnt), Int32(cout), Int32(k),
-                                1, panel + lo * k, Int32(k), wp, Int32(k), 1, cChunk + lo * cout, Int32(cout))
-                }
+                let geo = ConvGeometry(inp: inp, h: h, w: w, cin: cin, kernel: kernel, stride: stride, padding: padding, wo: wo,
+                                       p0: p0, m: m, k: k, cout: cout, panel: panel, wp: wp, bp: bp, out: cChunk)
+                context.pool.parallelFor(m, minChunk: 64, ConvPixelsTask(g: geo))
             }
             y0 += rows
         }
@@ -209,9 +194,7 @@ public enum Ops {
         ock_dwconv3x3_pack_f32(weight.base, c, wt)
         let ip = input.base, bp = bias.base, op = out.base
         let res: Int32 = residual ? 1 : 0
-        parallelRows(h, rowCost: w * c * 9, context) { lo, hi in
-            ock_dwconv3x3_f32(ip, wt, bp, op, h, w, c, res, lo, hi)
-        }
+        parallelRows(h, rowCost: w * c * 9, context, DepthwiseRows(ip: ip, wt: wt, bp: bp, op: op, h: h, w: w, c: c, res: res))
     }
 
     // MARK: - Pooling and element-wise
@@ -228,7 +211,7 @@ public enum Ops {
     public static func add(_ a: Tensor, _ b: Tensor, into out: Tensor, context: ComputeContext) {
         precondition(a.count == b.count && a.count == out.count, "add: \(a.shape) + \(b.shape) into \(out.shape)")
         let ap = a.base, bp = b.base, op = out.base
-        parallelRows(a.count, rowCost: 1, context) { lo, hi in ock_add_f32(ap + lo, bp + lo, op + lo, hi - lo) }
+        parallelRows(a.count, rowCost: 1, context, AddRows(ap: ap, bp: bp, op: op))
     }
 
     /// `x += y` element-wise (residual connections); same element count.
@@ -264,7 +247,7 @@ public enum Ops {
         precondition(out.shape == Shape(n, ws * ws, c), "windowPartition: out must be [\(n), \(ws * ws), \(c)], got \(out.shape)")
         precondition(!overlaps(out, x), "windowPartition: out must not overlap x")
         let xp = x.base, op = out.base
-        parallelRows(n, rowCost: ws * ws * c, context) { lo, hi in ock_window_partition_f32(xp, h, w, c, ws, op, lo, hi) }
+        parallelRows(n, rowCost: ws * ws * c, context, WindowRows(src: xp, dst: op, h: h, w: w, c: c, ws: ws, merge: false))
     }
 
     /// The inverse of `windowPartition`: writes the windows back to an `[H, W, C]` map, dropping
@@ -282,6 +265,93 @@ public enum Ops {
         precondition(out.shape == Shape(h, w, c), "windowMerge: out must be [\(h), \(w), \(c)], got \(out.shape)")
         precondition(!overlaps(out, windows), "windowMerge: out must not overlap windows")
         let wp = windows.base, op = out.base
-        parallelRows(n, rowCost: ws * ws * c, context) { lo, hi in ock_window_merge_f32(wp, h, w, c, ws, op, lo, hi) }
+        parallelRows(n, rowCost: ws * ws * c, context, WindowRows(src: wp, dst: op, h: h, w: w, c: c, ws: ws, merge: true))
+    }
+}
+
+// MARK: - Pool tasks (allocation-free hand-offs to the worker pool)
+
+/// A body over a half-open row range `lo..<hi`.
+protocol RowsTask {
+    func callAsFunction(_ lo: Int, _ hi: Int)
+}
+
+private struct RowsAdapter<T: RowsTask>: RangeTask {
+    let task: T
+    func callAsFunction(_ r: Range<Int>) { task(r.lowerBound, r.upperBound) }
+}
+
+private struct LayerNormRows: RowsTask {
+    let xp: UnsafeMutablePointer<Float>, yp: UnsafeMutablePointer<Float>, wp: UnsafeMutablePointer<Float>
+    let bp: UnsafeMutablePointer<Float>, c: Int, eps: Float
+    func callAsFunction(_ lo: Int, _ hi: Int) { ock_layernorm_f32(xp, yp, wp, bp, c, eps, lo, hi) }
+}
+
+private struct GeluRows: RowsTask {
+    let p: UnsafeMutablePointer<Float>
+    func callAsFunction(_ lo: Int, _ hi: Int) { ock_gelu_f32(p + lo, hi - lo) }
+}
+
+private struct SoftmaxRows: RowsTask {
+    let p: UnsafeMutablePointer<Float>, n: Int
+    func callAsFunction(_ lo: Int, _ hi: Int) { ock_softmax_f32(p, n, lo, hi) }
+}
+
+private struct AddRows: RowsTask {
+    let ap: UnsafeMutablePointer<Float>, bp: UnsafeMutablePointer<Float>, op: UnsafeMutablePointer<Float>
+    func callAsFunction(_ lo: Int, _ hi: Int) { ock_add_f32(ap + lo, bp + lo, op + lo, hi - lo) }
+}
+
+private struct WindowRows: RowsTask {
+    let src: UnsafeMutablePointer<Float>, dst: UnsafeMutablePointer<Float>, h: Int, w: Int, c: Int, ws: Int, merge: Bool
+    func callAsFunction(_ lo: Int, _ hi: Int) {
+        if merge { ock_window_merge_f32(src, h, w, c, ws, dst, lo, hi) } else { ock_window_partition_f32(src, h, w, c, ws, dst, lo, hi) }
+    }
+}
+
+private struct DepthwiseRows: RowsTask {
+    let ip: UnsafeMutablePointer<Float>, wt: UnsafeMutablePointer<Float>, bp: UnsafeMutablePointer<Float>
+    let op: UnsafeMutablePointer<Float>, h: Int, w: Int, c: Int, res: Int32
+    func callAsFunction(_ lo: Int, _ hi: Int) { ock_dwconv3x3_f32(ip, wt, bp, op, h, w, c, res, lo, hi) }
+}
+
+/// One im2col + GEMM chunk of `conv2d`.
+private struct ConvGeometry {
+    let inp: UnsafeMutablePointer<Float>, h: Int, w: Int, cin: Int, kernel: Int, stride: Int, padding: Int, wo: Int
+    let p0: Int, m: Int, k: Int, cout: Int
+    let panel: UnsafeMutablePointer<Float>, wp: UnsafeMutablePointer<Float>, bp: UnsafeMutablePointer<Float>?
+    let out: UnsafeMutablePointer<Float>
+}
+
+private struct ConvIm2colTask: RangeTask {
+    let g: ConvGeometry
+    func callAsFunction(_ r: Range<Int>) {
+        ock_im2col_f32(g.inp, g.h, g.w, g.cin, g.kernel, g.stride, g.padding, g.wo,
+                       g.p0 + r.lowerBound, g.p0 + r.upperBound, g.panel + r.lowerBound * g.k)
+    }
+}
+
+private struct ConvChannelsTask: ParallelTask {
+    let g: ConvGeometry, per: Int
+    func callAsFunction(_ t: Int) {
+        let n0 = t * per, n = min(g.cout, n0 + per) - n0
+        for r in 0..<g.m {
+            let row = g.out + r * g.cout + n0
+            if let bp = g.bp { row.update(from: bp + n0, count: n) } else { row.update(repeating: 0, count: n) }
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(g.m), Int32(n), Int32(g.k),
+                    1, g.panel, Int32(g.k), g.wp + n0 * g.k, Int32(g.k), 1, g.out + n0, Int32(g.cout))
+    }
+}
+
+private struct ConvPixelsTask: RangeTask {
+    let g: ConvGeometry
+    func callAsFunction(_ r: Range<Int>) {
+        let lo = r.lowerBound, cnt = r.count
+        ock_im2col_f32(g.inp, g.h, g.w, g.cin, g.kernel, g.stride, g.padding, g.wo, g.p0 + lo, g.p0 + r.upperBound, g.panel + lo * g.k)
+        if let bp = g.bp { ock_fill_rows_f32(g.out, bp, g.cout, lo, r.upperBound) }
+        else { (g.out + lo * g.cout).update(repeating: 0, count: cnt * g.cout) }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(cnt), Int32(g.cout), Int32(g.k),
+                    1, g.panel + lo * g.k, Int32(g.k), g.wp, Int32(g.k), 1, g.out + lo * g.cout, Int32(g.cout))
     }
 }
