@@ -105,3 +105,38 @@ void ock_window_merge_f32(const float *win, size_t H, size_t W, size_t C, size_t
         }
     }
 }
+
+void ock_window_gather_f32(const float *x, size_t H, size_t W, size_t C, size_t ws,
+                           float *out, size_t w0, size_t w1) {
+    const size_t nbw = (W + ws - 1) / ws;
+    for (size_t w = w0; w < w1; w++) {
+        const size_t by = w / nbw, bx = w % nbw;
+        float *dst = out + (w - w0) * ws * ws * C;
+        const size_t jn = (bx * ws + ws <= W) ? ws : W - bx * ws;
+        for (size_t i = 0; i < ws; i++) {
+            const size_t y = by * ws + i;
+            float *d = dst + i * ws * C;
+            if (y < H) {
+                memcpy(d, x + (y * W + bx * ws) * C, jn * C * sizeof(float));
+                memset(d + jn * C, 0, (ws - jn) * C * sizeof(float));
+            } else {
+                memset(d, 0, ws * C * sizeof(float));
+            }
+        }
+    }
+}
+
+void ock_window_scatter_add_f32(const float *win, size_t H, size_t W, size_t C, size_t ws,
+                                float *x, size_t w0, size_t w1) {
+    const size_t nbw = (W + ws - 1) / ws;
+    for (size_t w = w0; w < w1; w++) {
+        const size_t by = w / nbw, bx = w % nbw;
+        const float *src = win + (w - w0) * ws * ws * C;
+        const size_t jn = (bx * ws + ws <= W) ? ws : W - bx * ws;
+        for (size_t i = 0; i < ws && by * ws + i < H; i++) {
+            float *restrict d = x + ((by * ws + i) * W + bx * ws) * C;
+            const float *restrict s = src + i * ws * C;
+            for (size_t e = 0; e < jn * C; e++) d[e] += s[e];
+        }
+    }
+}

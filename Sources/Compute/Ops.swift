@@ -229,6 +229,28 @@ public enum Ops {
 
     // MARK: - Windows
 
+    /// Windows `windows` of the zero-padded partition of `x` (as `windowPartition` would lay them
+    /// out), into `out [windows.count, ws·ws, C]`, the first requested window first.
+    public static func windowGather(_ x: Tensor, window ws: Int, windows: Range<Int>, into out: Tensor, context: ComputeContext) {
+        precondition(x.shape.rank == 3, "windowGather: x must be [H, W, C], got \(x.shape)")
+        let h = x.shape[0], w = x.shape[1], c = x.shape[2]
+        precondition(windows.lowerBound >= 0 && windows.upperBound <= windowCount(height: h, width: w, window: ws), "windowGather: windows \(windows) out of range")
+        precondition(out.count >= windows.count * ws * ws * c, "windowGather: out \(out.shape) is too small for \(windows.count) windows")
+        let xp = x.base, op = out.base, w0 = windows.lowerBound
+        parallelRows(windows.count, rowCost: ws * ws * c, context, GatherRows(src: xp, dst: op, h: h, w: w, c: c, ws: ws, w0: w0, add: false))
+    }
+
+    /// Adds windows `windows` (laid out as `windowGather` returns them) into `x [H, W, C]`,
+    /// cropping the padding: the residual connection after blocked window attention.
+    public static func windowScatterAdd(_ win: Tensor, window ws: Int, windows: Range<Int>, into x: Tensor, context: ComputeContext) {
+        precondition(x.shape.rank == 3, "windowScatterAdd: x must be [H, W, C], got \(x.shape)")
+        let h = x.shape[0], w = x.shape[1], c = x.shape[2]
+        precondition(windows.lowerBound >= 0 && windows.upperBound <= windowCount(height: h, width: w, window: ws), "windowScatterAdd: windows \(windows) out of range")
+        precondition(win.count >= windows.count * ws * ws * c, "windowScatterAdd: windows \(win.shape) too small")
+        parallelRows(windows.count, rowCost: ws * ws * c, context,
+                     GatherRows(src: win.base, dst: x.base, h: h, w: w, c: c, ws: ws, w0: windows.lowerBound, add: true))
+    }
+
     /// The number of `window`×`window` windows covering an `height`×`width` map after padding
     /// right/bottom to multiples of `window`: `⌈H/ws⌉·⌈W/ws⌉`.
     public static func windowCount(height: Int, width: Int, window: Int) -> Int {
@@ -306,6 +328,16 @@ private struct WindowRows: RowsTask {
     let src: UnsafeMutablePointer<Float>, dst: UnsafeMutablePointer<Float>, h: Int, w: Int, c: Int, ws: Int, merge: Bool
     func callAsFunction(_ lo: Int, _ hi: Int) {
         if merge { ock_window_merge_f32(src, h, w, c, ws, dst, lo, hi) } else { ock_window_partition_f32(src, h, w, c, ws, dst, lo, hi) }
+    }
+}
+
+private struct GatherRows: RowsTask {
+    let src: UnsafeMutablePointer<Float>, dst: UnsafeMutablePointer<Float>, h: Int, w: Int, c: Int, ws: Int, w0: Int, add: Bool
+    func callAsFunction(_ lo: Int, _ hi: Int) {
+        // lo..<hi count windows from w0; each window's batch slot is its index minus w0.
+        let slot = (lo) * ws * ws * c
+        if add { ock_window_scatter_add_f32(src + slot, h, w, c, ws, dst, w0 + lo, w0 + hi) }
+        else { ock_window_gather_f32(src, h, w, c, ws, dst + slot, w0 + lo, w0 + hi) }
     }
 }
 

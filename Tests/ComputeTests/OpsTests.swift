@@ -482,3 +482,34 @@ final class OpsTests: XCTestCase {
         time("add 192²x128") { Ops.addInPlace(so, dwo, context: ctx) }
     }
 }
+
+final class WindowBatchTests: XCTestCase {
+    /// A gathered batch equals the same windows of the full partition; scatter-add of every batch
+    /// adds the un-padded windows back (x + x), for sizes that need padding and that do not.
+    func testGatherAndScatterAddAgreeWithTheFullPartition() throws {
+        let pool = WorkerPool(threads: 2)
+        let ctx = ComputeContext(pool: pool, scratchBytes: 1 << 16)
+        for (h, w, c, ws) in [(13, 17, 3, 6), (12, 12, 4, 6), (5, 7, 2, 3), (1, 1, 1, 2)] {
+            let arena = Arena(capacity: 1 << 20)
+            let x = try arena.tensor(Shape(h, w, c))
+            for i in 0..<x.count { x[i] = Float(i % 97) - 40 }
+            let n = Ops.windowCount(height: h, width: w, window: ws)
+            let full = try arena.tensor(Shape(n, ws * ws, c))
+            Ops.windowPartition(x, window: ws, into: full, context: ctx)
+            let batch = try arena.tensor(Shape(2, ws * ws, c))
+            let y = try arena.tensor(Shape(h, w, c))
+            y.copy(from: x)
+            var w0 = 0
+            while w0 < n {
+                let r = w0..<min(n, w0 + 2)
+                Ops.windowGather(x, window: ws, windows: r, into: batch, context: ctx)
+                for e in 0..<(r.count * ws * ws * c) {
+                    XCTAssertEqual(batch[e], full[w0 * ws * ws * c + e], "\(h)x\(w)x\(c) ws \(ws) window batch \(r) element \(e)")
+                }
+                Ops.windowScatterAdd(batch, window: ws, windows: r, into: y, context: ctx)
+                w0 += 2
+            }
+            for i in 0..<x.count { XCTAssertEqual(y[i], 2 * x[i], "\(h)x\(w)x\(c) ws \(ws) element \(i)") }
+        }
+    }
+}

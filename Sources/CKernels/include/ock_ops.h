@@ -83,6 +83,14 @@ void ock_window_partition_f32(const float *x, size_t H, size_t W, size_t C, size
  * win [nWin, ws·ws, C] and writes their pixels of out [H, W, C]. */
 void ock_window_merge_f32(const float *win, size_t H, size_t W, size_t C, size_t ws,
                           float *out, size_t w0, size_t w1);
+/* Window batches for DaViT's blocked window attention: windows [w0, w1) of the padded
+ * partition of x [H, W, C] into out [w1-w0, ws·ws, C] (window w0 first, zero padding), and the
+ * inverse that ADDS windows [w0, w1) of win (window w0 first) into x [H, W, C], cropping the
+ * padding (the residual connection). */
+void ock_window_gather_f32(const float *x, size_t H, size_t W, size_t C, size_t ws,
+                           float *out, size_t w0, size_t w1);
+void ock_window_scatter_add_f32(const float *win, size_t H, size_t W, size_t C, size_t ws,
+                                float *x, size_t w0, size_t w1);
 
 #ifdef __cplusplus
 }
