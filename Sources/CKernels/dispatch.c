@@ -102,15 +102,21 @@ static _Atomic(const ock_kernels *) g_active = NULL;
 static int g_env_status = 0;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
-static void choose_once(void) {
+const ock_kernels *ock_kernels_choose(const char *request, int *status) {
     const ock_kernels *t = ock_kernels_best();
-    const char *req = getenv("OCELLUS_KERNELS");
-    if (req && req[0]) {
-        int i = index_of(req);
-        if (i < 0) g_env_status = 1;
-        else if (!cpu_supports(req)) g_env_status = 2;
+    int st = 0;
+    if (request && request[0]) {
+        int i = index_of(request);
+        if (i < 0) st = 1;
+        else if (!cpu_supports(request)) st = 2;
         else t = &k_tables[i];
     }
+    if (status) *status = st;
+    return t;
+}
+
+static void choose_once(void) {
+    const ock_kernels *t = ock_kernels_choose(getenv("OCELLUS_KERNELS"), &g_env_status);
     const ock_kernels *expected = NULL;
     atomic_compare_exchange_strong(&g_active, &expected, t);
 }

@@ -99,6 +99,12 @@ const ock_kernels *ock_kernels_active(void);
  * 2 known but not supported on this CPU (the best variant was used instead).
  */
 int ock_kernels_env_status(void);
+/**
+ * The selection rule applied once to $OCELLUS_KERNELS: `request` (NULL or "" for none) when it is
+ * a known, supported variant, else the best one; *status gets 0 (honoured or none), 1 (unknown
+ * name) or 2 (unsupported here). Pure; exposed so tests can check the rule without the environment.
+ */
+const ock_kernels *ock_kernels_choose(const char *request, int *status);
 /** Makes the variant `name` active; returns 0, or -1 (unknown) / -2 (unsupported) and changes nothing. */
 int ock_kernels_set_active(const char *name);
 
