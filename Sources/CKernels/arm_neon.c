@@ -1,5 +1,5 @@
 /* Ocellus kernels: the AArch64 variants, NEON (vmull_s8 + vpadalq_s16) and NEON dot product
- * (vdotq_laneq_s32, enabled per function with target("dotprod")). Both read plain int8
+ * (vdotq_laneq_s32, enabled per function with target("arch=armv8.2-a+dotprod")). Both read plain int8
  * activations; the products of int8 pairs are exact in int16 and the sums exact in int32. */
 #pragma STDC FP_CONTRACT OFF
 #include "kernels_internal.h"
@@ -7,7 +7,7 @@
 #if defined(__aarch64__)
 #include <arm_neon.h>
 
-#define DOTPROD __attribute__((target("dotprod")))
+#define DOTPROD __attribute__((target("arch=armv8.2-a+dotprod")))
 #define INLINE __attribute__((always_inline)) inline
 
 /* MARK: - Quantization */
