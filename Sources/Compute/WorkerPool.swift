@@ -19,7 +19,7 @@ public final class WorkerPool: @unchecked Sendable {
     public init(threads: Int = ProcessInfo.processInfo.activeProcessorCount) {
         threadCount = max(1, threads)
         for i in 1..<threadCount {
-            let t = Thread { [unowned self] in self.workerLoop() }
+            let t = Thread { [weak self] in self?.workerLoop() } // weak: the pool may be gone before the thread starts
             t.name = "ocellus-worker-\(i)"
             t.stackSize = 1 << 20
             self.threads.append(t)
@@ -71,18 +71,37 @@ public final class WorkerPool: @unchecked Sendable {
     }
 
     private func drain() {
-        while true {
-            cond.lock()
-            guard let b = body, nextTask < taskCount else { cond.unlock(); return }
-            let i = nextTask
-            nextTask += 1
-            cond.unlock()
-            b(i)
-            cond.lock()
-            unfinished -= 1
-            if unfinished == 0 { cond.broadcast() }
-            cond.unlock()
+        while let i = claim() {
+            execute(i)
+            finish()
         }
+    }
+
+    /// The next task index, or nil when all are taken (never touches `body`, so a late worker
+    /// holds no reference to a closure `run` is about to release).
+    private func claim() -> Int? {
+        cond.lock()
+        defer { cond.unlock() }
+        guard nextTask < taskCount else { return nil }
+        nextTask += 1
+        return nextTask - 1
+    }
+
+    /// Runs task `i`; the closure reference ends with this call, before `finish` lets `run` return
+    /// (`withoutActuallyEscaping` traps if a worker still holds it then).
+    @inline(never)
+    private func execute(_ i: Int) {
+        cond.lock()
+        let b = body!
+        cond.unlock()
+        b(i)
+    }
+
+    private func finish() {
+        cond.lock()
+        unfinished -= 1
+        if unfinished == 0 { cond.broadcast() }
+        cond.unlock()
     }
 
     private func workerLoop() {

@@ -331,6 +331,21 @@ final class KernelTests: XCTestCase {
         if ProcessEnvironment.value("OCELLUS_KERNELS") == nil { XCTAssertEqual(before, Kernels.best) }
     }
 
+    /// Splitting kernel work over the pool many times with tiny tasks: `run`
+    /// must not return while a worker still holds the task closure (before the fix in WorkerPool
+    /// .drain this trapped in withoutActuallyEscaping about one run in three).
+    func testPoolSplitsRepeatedly() {
+        let pool = LinearTests.pools[1]
+        let peak = Kernels.table("reference")!.pointee.peak!
+        var total = 0.0
+        for _ in 0..<100_000 {
+            var rates = (0.0, 0.0)
+            pool.run(2) { i in let r = peak(100); if i == 0 { rates.0 = r } else { rates.1 = r } }
+            total += rates.0 + rates.1
+        }
+        XCTAssertGreaterThan(total, 0)
+    }
+
     /// The peak microbenchmark of each variant returns a positive, finite rate.
     func testPeakRuns() {
         for v in supportedVariants() {

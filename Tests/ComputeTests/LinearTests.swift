@@ -24,7 +24,10 @@ final class LinearTests: XCTestCase {
         }
     }
 
-    func context(threads: Int) -> ComputeContext { ComputeContext(pool: WorkerPool(threads: threads), scratchBytes: 8 << 20) }
+    /// Pools live for the whole test run (their threads are not meant to come and go).
+    static let pools = [WorkerPool(threads: 1), WorkerPool(threads: 2)]
+
+    func context(threads: Int) -> ComputeContext { ComputeContext(pool: LinearTests.pools[threads - 1], scratchBytes: 8 << 20) }
 
     func forward(_ l: Linear, _ x: Tensor, _ ctx: ComputeContext) throws -> [Float] {
         let out = Arena(capacity: 4 * x.shape[0] * l.outFeatures + 64)
@@ -116,7 +119,7 @@ final class LinearTests: XCTestCase {
     /// The scratch arena too small for the quantized activations is an error, not a crash.
     func testInt8ScratchTooSmallThrows() throws {
         let l = try Layer(m: 64, k: 256, n: 16, seed: 9)
-        let ctx = ComputeContext(pool: WorkerPool(threads: 1), scratchBytes: 1024)
+        let ctx = ComputeContext(pool: LinearTests.pools[0], scratchBytes: 1024)
         XCTAssertThrowsError(try forward(l.int8, l.x, ctx)) { XCTAssertTrue($0 is MemoryError) }
     }
 
