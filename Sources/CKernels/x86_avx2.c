@@ -1,9 +1,14 @@
 /* Ocellus kernels: the AVX2 variant (vpmaddubsw + vpmaddwd), x86-64 only, enabled per function.
  *
- * vpmaddubsw multiplies unsigned by signed bytes and SATURATES the int16 pair sums. With the sign
- * trick |w| * sign(a, w) (= a * w) the pair sums stay within 2 * 127 * 127 = 32258 < 32767, so
- * every product is exact; vpmaddwd against ones widens the pairs to int32. |w| is taken once per
- * weight vector and shared by the MR rows. Activations are plain int8. */
+ * vpmaddubsw multiplies unsigned by signed bytes and SATURATES the int16 pair sums. The weights
+ * take the unsigned side as |w|, and the activation gets w's sign by a flip that costs one xor per
+ * row (instead of vpsignb, which competes with the multiplies for the same two pipes here):
+ * with m = (w < 0 ? 0xFF : 0), a ^ m is a where w >= 0 and -a - 1 where w < 0, so
+ *   |w| * (a ^ m) = a * w - |w| * [w < 0],
+ * and the sum over k is exact a.w minus a per-column constant, the same sum with a = 0, computed
+ * once per panel and subtracted. Pair sums stay within 2 * 127 * 128 = 32512 < 32767 (no
+ * saturation); vpmaddwd against ones widens them to int32. |w| and m are taken once per weight
+ * vector and shared by the MR rows. Activations are plain int8. */
 #pragma STDC FP_CONTRACT OFF
 #include "kernels_internal.h"
 
@@ -54,8 +59,8 @@ AVX2 void ock_quantize_avx2(const float *x, long ldx, long k, long row0, long ro
 /* MARK: - Micro-kernel: mr rows x one panel (two ymm halves of 8 columns), all of K */
 
 AVX2 static INLINE void block(const int8_t *qa, long lda, const int8_t *w, long kg, const int mr,
-                              const float *sa, const float *sw16, const float *bias16,
-                              float *out, long ldo) {
+                              __m256i corr0, __m256i corr1, const float *sa, const float *sw16,
+                              const float *bias16, float *out, long ldo) {
     __m256i acc[MR][2];
     for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm256_setzero_si256();
     const __m256i ones = _mm256_set1_epi16(1);
@@ -64,11 +69,13 @@ AVX2 static INLINE void block(const int8_t *qa, long lda, const int8_t *w, long 
         _mm_prefetch((const char *)wp + PREFETCH, _MM_HINT_T0);
         const __m256i w0 = _mm256_loadu_si256((const __m256i *)wp);
         const __m256i w1 = _mm256_loadu_si256((const __m256i *)(wp + 32));
-        const __m256i u0 = _mm256_abs_epi8(w0), u1 = _mm256_abs_epi8(w1); /* shared by the rows */
+        const __m256i u0 = _mm256_abs_epi8(w0), u1 = _mm256_abs_epi8(w1);
+        const __m256i m0 = _mm256_cmpgt_epi8(_mm256_setzero_si256(), w0);
+        const __m256i m1 = _mm256_cmpgt_epi8(_mm256_setzero_si256(), w1);
         for (int i = 0; i < mr; i++) {
             const __m256i as = _mm256_set1_epi32(ock_load4(qa + i * lda + g * 4));
-            __m256i t0 = _mm256_maddubs_epi16(u0, _mm256_sign_epi8(as, w0));
-            __m256i t1 = _mm256_maddubs_epi16(u1, _mm256_sign_epi8(as, w1));
+            __m256i t0 = _mm256_maddubs_epi16(u0, _mm256_xor_si256(as, m0));
+            __m256i t1 = _mm256_maddubs_epi16(u1, _mm256_xor_si256(as, m1));
             acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_madd_epi16(t0, ones));
             acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(t1, ones));
         }
@@ -78,8 +85,8 @@ AVX2 static INLINE void block(const int8_t *qa, long lda, const int8_t *w, long 
     const __m256 b1 = bias16 ? _mm256_loadu_ps(bias16 + 8) : _mm256_setzero_ps();
     for (int i = 0; i < mr; i++) {
         const __m256 s = _mm256_set1_ps(sa[i]);
-        __m256 f0 = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc[i][0]), s), s0);
-        __m256 f1 = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc[i][1]), s), s1);
+        __m256 f0 = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(acc[i][0], corr0)), s), s0);
+        __m256 f1 = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(acc[i][1], corr1)), s), s1);
         if (bias16) { f0 = _mm256_add_ps(f0, b0); f1 = _mm256_add_ps(f1, b1); }
         _mm256_storeu_ps(out + i * ldo, f0);
         _mm256_storeu_ps(out + i * ldo + 8, f1);
@@ -87,13 +94,30 @@ AVX2 static INLINE void block(const int8_t *qa, long lda, const int8_t *w, long 
 }
 
 AVX2 static void block_any(const int8_t *qa, long lda, const int8_t *w, long kg, int mr,
-                           const float *sa, const float *sw16, const float *bias16, float *out, long ldo) {
+                           __m256i corr0, __m256i corr1, const float *sa, const float *sw16,
+                           const float *bias16, float *out, long ldo) {
     switch (mr) {
-        case 1: block(qa, lda, w, kg, 1, sa, sw16, bias16, out, ldo); break;
-        case 2: block(qa, lda, w, kg, 2, sa, sw16, bias16, out, ldo); break;
-        case 3: block(qa, lda, w, kg, 3, sa, sw16, bias16, out, ldo); break;
-        default: block(qa, lda, w, kg, 4, sa, sw16, bias16, out, ldo); break;
+        case 1: block(qa, lda, w, kg, 1, corr0, corr1, sa, sw16, bias16, out, ldo); break;
+        case 2: block(qa, lda, w, kg, 2, corr0, corr1, sa, sw16, bias16, out, ldo); break;
+        case 3: block(qa, lda, w, kg, 3, corr0, corr1, sa, sw16, bias16, out, ldo); break;
+        default: block(qa, lda, w, kg, 4, corr0, corr1, sa, sw16, bias16, out, ldo); break;
     }
+}
+
+/* The sums with a = 0 for the 16 columns of one panel: -sum over k of |w| where w < 0. */
+AVX2 static void panel_corr(const int8_t *w, long kg, __m256i *corr0, __m256i *corr1) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i c0 = _mm256_setzero_si256(), c1 = _mm256_setzero_si256();
+    for (long g = 0; g < kg; g++) {
+        const __m256i w0 = _mm256_loadu_si256((const __m256i *)(w + g * 64));
+        const __m256i w1 = _mm256_loadu_si256((const __m256i *)(w + g * 64 + 32));
+        const __m256i m0 = _mm256_cmpgt_epi8(_mm256_setzero_si256(), w0);
+        const __m256i m1 = _mm256_cmpgt_epi8(_mm256_setzero_si256(), w1);
+        c0 = _mm256_add_epi32(c0, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w0), m0), ones));
+        c1 = _mm256_add_epi32(c1, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w1), m1), ones));
+    }
+    *corr0 = c0;
+    *corr1 = c1;
 }
 
 /* MARK: - GEMM driver */
@@ -114,11 +138,13 @@ AVX2 void ock_gemm_avx2(const ock_gemm_args *a, long row0, long row1, long panel
                 b16[c] = (a->bias && c < cols) ? a->bias[n0 + c] : 0.0f;
             }
             const int8_t *w = a->qw + p * pstride;
+            __m256i corr0, corr1;
+            panel_corr(w, kg, &corr0, &corr1);
             for (long r = r0; r < r1; r += MR) {
                 int mr = r1 - r < MR ? (int)(r1 - r) : MR;
                 float *out = full ? a->y + r * a->ldy + n0 : tmp;
                 long ldo = full ? a->ldy : 16;
-                block_any(a->qa + r * a->lda, a->lda, w, kg, mr, a->sa + r, sw16, a->bias ? b16 : NULL, out, ldo);
+                block_any(a->qa + r * a->lda, a->lda, w, kg, mr, corr0, corr1, a->sa + r, sw16, a->bias ? b16 : NULL, out, ldo);
                 if (!full)
                     for (int i = 0; i < mr; i++) memcpy(a->y + (r + i) * a->ldy + n0, tmp + i * 16, (size_t)cols * 4);
             }
