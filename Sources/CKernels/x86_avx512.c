@@ -53,40 +53,30 @@ VNNI void ock_quantize_vnni(const float *x, long ldx, long k, long row0, long ro
 
 /* Per-panel constants of the epilogue. */
 typedef struct panel_consts {
-    __m512i corr[NR];   /* 128 * colsum of each panel (unfused case) */
+    __m512i corr[NR];   /* 128 * colsum of each panel (many-row path) */
     __m512 sw[NR];      /* weight scales (zero beyond n) */
     __m512 bias[NR];    /* bias (zero beyond n or without bias) */
     __mmask16 mask[NR]; /* valid columns */
 } panel_consts;
 
 VNNI static INLINE void block(const int8_t *qa, long lda, const int8_t *w, long pstride, long kg,
-                              const int mr, const int nr, const int fused, const panel_consts *pc,
+                              const int mr, const int nr, const panel_consts *pc,
                               const float *sa, int has_bias, float *y, long ldy, int stream) {
-    __m512i acc[MR][NR], cs[NR];
+    __m512i acc[MR][NR];
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_si512();
-    for (int j = 0; j < NR; j++) cs[j] = _mm512_setzero_si512();
-    const __m512i ones = _mm512_set1_epi8(1);
     for (long g = 0; g < kg; g++) {
         __m512i wv[NR];
-        for (int j = 0; j < nr; j++) {
-            const int8_t *wp = w + j * pstride + g * 64;
-            wv[j] = _mm512_loadu_si512((const void *)wp);
-            if (fused) _mm_prefetch((const char *)wp + PREFETCH, _MM_HINT_T0);
-        }
-        if (fused)
-            for (int j = 0; j < nr; j++) cs[j] = _mm512_dpbusd_epi32(cs[j], ones, wv[j]);
+        for (int j = 0; j < nr; j++) wv[j] = _mm512_loadu_si512((const void *)(w + j * pstride + g * 64));
         for (int i = 0; i < mr; i++) {
-            __m512i av = _mm512_set1_epi32(ock_load4(qa + i * lda + g * 4));
+            const __m512i av = _mm512_set1_epi32(ock_load4(qa + i * lda + g * 4));
             for (int j = 0; j < nr; j++) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], av, wv[j]);
         }
     }
-    __m512i corr[NR];
-    for (int j = 0; j < nr; j++) corr[j] = fused ? _mm512_slli_epi32(cs[j], 7) : pc->corr[j];
     for (int i = 0; i < mr; i++) {
         const __m512 s = _mm512_set1_ps(sa[i]);
         for (int j = 0; j < nr; j++) {
-            __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][j], corr[j]));
+            __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][j], pc->corr[j]));
             f = _mm512_mul_ps(_mm512_mul_ps(f, s), pc->sw[j]);
             if (has_bias) f = _mm512_add_ps(f, pc->bias[j]);
             float *dst = y + i * ldy + j * 16;
@@ -96,15 +86,15 @@ VNNI static INLINE void block(const int8_t *qa, long lda, const int8_t *w, long 
     }
 }
 
-/* Dispatches to a block specialised for constant (mr, nr, fused). */
-#define CASE(MRV, NRV, F) case (MRV) * 16 + (NRV) * 2 + (F): \
-    block(qa, lda, w, pstride, kg, MRV, NRV, F, pc, sa, has_bias, y, ldy, stream); break;
-#define ROWS(MRV) CASE(MRV, 1, 0) CASE(MRV, 2, 0) CASE(MRV, 3, 0) CASE(MRV, 4, 0)
+/* Dispatches to a block specialised for constant (mr, nr). */
+#define CASE(MRV, NRV) case (MRV) * 8 + (NRV): \
+    block(qa, lda, w, pstride, kg, MRV, NRV, pc, sa, has_bias, y, ldy, stream); break;
+#define ROWS(MRV) CASE(MRV, 1) CASE(MRV, 2) CASE(MRV, 3) CASE(MRV, 4)
 
 VNNI static void block_any(const int8_t *qa, long lda, const int8_t *w, long pstride, long kg,
-                           int mr, int nr, int fused, const panel_consts *pc,
+                           int mr, int nr, const panel_consts *pc,
                            const float *sa, int has_bias, float *y, long ldy, int stream) {
-    switch (mr * 16 + nr * 2 + fused) {
+    switch (mr * 8 + nr) {
         ROWS(1) ROWS(2) ROWS(3) ROWS(4) ROWS(5) ROWS(6)
         default: break;
     }
@@ -212,7 +202,7 @@ VNNI void ock_gemm_vnni(const ock_gemm_args *a, long row0, long row1, long panel
                 for (long i = r + MR; i < r + 2 * MR && i < r1; i++) /* next tile's activations */
                     for (long b = 0; b < a->k; b += 64)
                         _mm_prefetch((const char *)(a->qa + i * a->lda + b), _MM_HINT_T0);
-                block_any(a->qa + r * a->lda, a->lda, w, pstride, kg, mr, nr, 0,
+                block_any(a->qa + r * a->lda, a->lda, w, pstride, kg, mr, nr,
                           &pc, a->sa + r, has_bias, a->y + r * a->ldy + p * 16, a->ldy, stream);
             }
         }

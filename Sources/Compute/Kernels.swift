@@ -38,7 +38,7 @@ public enum Kernels {
             let requested = ProcessEnvironment.value("OCELLUS_KERNELS") ?? ""
             logger.warning("OCELLUS_KERNELS ignored", metadata: [
                 "requested": "\(requested)",
-                "reason": "\(env == 1 ? "unknown variant" : "not supported by this CPU")",
+                "reason": "\(env == 1 ? "unknown variant (this build has \(compiled.joined(separator: ", ")))" : "not supported by this CPU")",
                 "using": "\(String(cString: t.pointee.name))",
             ])
         }
