@@ -58,13 +58,16 @@ static int cpu_supports(const char *name) {
     if (strcmp(name, "avx512vnni") == 0) return zmm_os && f && bw && vl && vnni;
     return 0;
 #elif defined(__aarch64__)
-#if defined(__linux__)
-    unsigned long hw = getauxval(AT_HWCAP);
-#else
-    unsigned long hw = HWCAP_ASIMD;
-#endif
     if (strcmp(name, "neon") == 0) return 1; /* Advanced SIMD is mandatory on AArch64 */
-    if (strcmp(name, "neon-dotprod") == 0) return (hw & HWCAP_ASIMDDP) != 0;
+    if (strcmp(name, "neon-dotprod") == 0) {
+#if defined(__linux__)
+        return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#elif defined(__APPLE__)
+        return 1; /* every Apple arm64 core has the dot product (ARMv8.4) */
+#else
+        return 0;
+#endif
+    }
     return 0;
 #else
     return 0;
