@@ -190,7 +190,7 @@ VNNI void ock_gemm_vnni(const ock_gemm_args *a, long row0, long row1, long panel
      * stay in cache is written with streaming stores (no read-for-ownership of lines we overwrite). */
     long mc = (512L * 1024L) / a->k;
     mc = mc < MR ? MR : (mc / MR) * MR;
-    const int stream = (double)rows * (double)((panel1 - panel0) * 16) * 4.0 >= STREAM_BYTES;
+    const int stream = (double)a->m * (double)a->n * 4.0 >= STREAM_BYTES; /* the whole output, not this share */
     for (long r0 = row0; r0 < row1; r0 += mc) {
         long r1 = r0 + mc < row1 ? r0 + mc : row1;
         for (long p = panel0; p < panel1; p += NR) {
