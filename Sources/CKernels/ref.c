@@ -95,3 +95,14 @@ void ock_pack_weights(const float *w, long n, long k, int8_t *packed, float *sca
         scale[r] = s;
     }
 }
+
+/* MARK: - Bench helper */
+
+uint64_t ock_sum_words(const void *p, size_t bytes) {
+    const uint64_t *w = (const uint64_t *)p;
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    size_t n = bytes / 8, i = 0;
+    for (; i + 4 <= n; i += 4) { s0 += w[i]; s1 += w[i + 1]; s2 += w[i + 2]; s3 += w[i + 3]; }
+    for (; i < n; i++) s0 += w[i];
+    return s0 + s1 + s2 + s3;
+}

@@ -93,6 +93,20 @@ public final class KernelBench {
         } / 1e9
     }
 
+    /// A plain streaming read of `megabytes` of memory split over `pool`, in GB/s: the bandwidth
+    /// the GEMV's weight stream competes for at the moment of the run.
+    public func memoryReadGBps(megabytes: Int, pool: WorkerPool) -> Double {
+        let bytes = megabytes << 20
+        let buf = alloc(UInt8.self, bytes)
+        defer { Foundation.free(buf) }
+        memset(buf, 1, bytes)
+        let threads = pool.threadCount, share = (bytes / threads) & ~63
+        let sums = UnsafeMutablePointer<UInt64>.allocate(capacity: threads)
+        defer { sums.deallocate() }
+        let t = median { timed { pool.run(threads) { i in sums[i] = ock_sum_words(buf + i * share, share) } } }
+        return Double(share * threads) / t / 1e9
+    }
+
     // MARK: - Helpers
 
     private func table(_ name: String) throws -> UnsafePointer<ock_kernels> {

@@ -64,6 +64,7 @@ struct KernelsReport: Encodable {
     var sgemmGflops1t = 0.0, sgemmGflops = 0.0
     var sgemm2Gflops1t = 0.0, sgemm2Gflops = 0.0
     var int8GemvGbps1t = 0.0, int8GemvGbps = 0.0
+    var memoryReadGbps1t = 0.0, memoryReadGbps = 0.0
     var gemmOverPeak1t = 0.0, gemmOverPeak = 0.0
     var gemmOverSgemm1t = 0.0, gemmOverSgemm = 0.0
     var seconds = 0.0
@@ -77,6 +78,7 @@ struct KernelsReport: Encodable {
         case sgemmGflops1t = "sgemm_gflops_1t", sgemmGflops = "sgemm_gflops"
         case sgemm2Gflops1t = "sgemm_2304x128x512_gflops_1t", sgemm2Gflops = "sgemm_2304x128x512_gflops"
         case int8GemvGbps1t = "int8_gemv_gbps_1t", int8GemvGbps = "int8_gemv_gbps"
+        case memoryReadGbps1t = "memory_read_gbps_1t", memoryReadGbps = "memory_read_gbps"
         case gemmOverPeak1t = "gemm_over_peak_1t", gemmOverPeak = "gemm_over_peak"
         case gemmOverSgemm1t = "gemm_over_sgemm_1t", gemmOverSgemm = "gemm_over_sgemm"
         case seconds
@@ -105,6 +107,8 @@ struct KernelsReport: Encodable {
         }
         r.int8GemvGbps1t = try bench.int8GemvGBps(k: gemvShape.k, n: gemvShape.n, variant: r.variant, pool: one)
         r.int8GemvGbps = try bench.int8GemvGBps(k: gemvShape.k, n: gemvShape.n, variant: r.variant, pool: all)
+        r.memoryReadGbps1t = bench.memoryReadGBps(megabytes: 256, pool: one)
+        r.memoryReadGbps = bench.memoryReadGBps(megabytes: 256, pool: all)
         r.sgemmGflops1t = bench.sgemmGflops(m: m, k: k, n: n, threads: 1)
         r.sgemmGflops = bench.sgemmGflops(m: m, k: k, n: n, threads: threads)
         r.sgemm2Gflops1t = bench.sgemmGflops(m: m2, k: k2, n: n2, threads: 1)
@@ -138,6 +142,7 @@ struct KernelsReport: Encodable {
             lines.append(row("avx2 int8 GEMM 577x768x3072       GOP/s", f(a1), f(a)))
         }
         lines.append(row("int8 GEMV 768x51289 (weights)     GB/s", f(int8GemvGbps1t), f(int8GemvGbps)))
+        lines.append(row("  plain memory read, 256 MiB      GB/s", f(memoryReadGbps1t), f(memoryReadGbps)))
         lines.append(String(format: "(%.1f s; GEMM figures are the kernel alone, activations quantized beforehand)", seconds))
         return lines.joined(separator: "\n")
     }

@@ -137,6 +137,12 @@ static inline size_t ock_packed_offset(long n, long k, long k_total) {
  */
 void ock_gemm_acc_ref(const ock_gemm_args *args, int32_t *acc, long ldacc);
 
+/* MARK: - Bench helper */
+
+/** Sum of the 64-bit words of p[0, bytes) (bytes a multiple of 8): a plain streaming read, for
+ *  comparing the GEMV's weight stream against the memory bandwidth of the moment. */
+uint64_t ock_sum_words(const void *p, size_t bytes);
+
 #ifdef __cplusplus
 }
 #endif
