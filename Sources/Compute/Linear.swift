@@ -1,4 +1,6 @@
-// Linear layers: y = x·Wᵀ + b, with fp32 weights (OpenBLAS) or packed int8 weights (CKernels).
+// Linear layers: y = x·Wᵀ + b, with fp32 weights (OpenBLAS) or packed int8 weights (CKernels),
+// mirroring torch.nn.Linear (weight [N, K], PyTorch order) and the converter's int8 storage.
+import CKernels
 import COpenBLAS
 
 // MARK: - Int8 weights
@@ -30,6 +32,33 @@ public struct Int8Weights: @unchecked Sendable {
     /// Offset of (n, k) in the packed layout.
     @inlinable static func offset(n: Int, k: Int, inFeatures: Int) -> Int {
         ((n >> 4) * (inFeatures >> 2) + (k >> 2)) * 64 + (n & 15) * 4 + (k & 3)
+    }
+
+    /// Quantizes fp32 weights `[N, K]` (PyTorch `Linear.weight` order) per output channel and packs
+    /// them into `arena` (`packedBytes` + `4·N` bytes; the arena must outlive the result).
+    /// Rule (ckernels.h): `scale[n] = amax/127`, `q = clamp(round_half_even(w·(127/amax)), ±127)`,
+    /// so `|w − q·scale| ≤ scale·(0.5 + 1e-4)` for every element.
+    public static func quantizing(_ weight: Tensor, into arena: Arena) throws -> Int8Weights {
+        precondition(weight.shape.rank == 2, "int8 weights need [N, K], got \(weight.shape)")
+        let n = weight.shape[0], k = weight.shape[1]
+        precondition(k % 4 == 0, "int8 weights need K % 4 == 0, got \(k)")
+        let packed = try arena.allocateBytes(packedBytes(outFeatures: n, inFeatures: k))
+            .bindMemory(to: Int8.self, capacity: packedBytes(outFeatures: n, inFeatures: k))
+        let scales = try arena.allocateBytes(n * 4).bindMemory(to: Float.self, capacity: n)
+        ock_pack_weights(weight.base, n, k, packed, scales)
+        return Int8Weights(outFeatures: n, inFeatures: k, packed: packed, scales: scales)
+    }
+
+    /// The quantized value q[n, k] (for tests and inspection).
+    public func quantized(_ n: Int, _ k: Int) -> Int8 {
+        precondition(n >= 0 && n < outFeatures && k >= 0 && k < inFeatures)
+        return packed[Int8Weights.offset(n: n, k: k, inFeatures: inFeatures)]
+    }
+
+    /// The scale of output channel `n`.
+    public func scale(_ n: Int) -> Float {
+        precondition(n >= 0 && n < outFeatures)
+        return scales[n]
     }
 }
 
@@ -107,32 +136,50 @@ public struct Linear: @unchecked Sendable {
         }
     }
 
-    /// Reference int8 path: per-token symmetric activation quantization, exact int32 dot products.
+    /// The input row `id` of the weight matrix as a vector of K (the tied token embedding is stored
+    /// as a linear `[V, d]`): int8 rows are dequantized (`q·scale[id]`), fp32 rows copied.
+    public func embeddingRow(_ id: Int, into out: Tensor) {
+        precondition(id >= 0 && id < outFeatures, "embedding id \(id) out of 0..<\(outFeatures)")
+        precondition(out.count == inFeatures, "embedding row is \(inFeatures) values, output is \(out.shape)")
+        switch storage {
+        case .fp32(let w):
+            out.base.update(from: w.base + id * inFeatures, count: inFeatures)
+        case .int8(let w):
+            let s = w.scales[id]
+            // Row `id` is 4 bytes at the start of every 64-byte group of its panel.
+            let row = w.packed + (id >> 4) * (inFeatures * 16) + (id & 15) * 4
+            for g in 0..<(inFeatures >> 2) {
+                let src = row + g * 64, dst = out.base + g * 4
+                dst[0] = Float(src[0]) * s
+                dst[1] = Float(src[1]) * s
+                dst[2] = Float(src[2]) * s
+                dst[3] = Float(src[3]) * s
+            }
+        }
+    }
+
+    /// int8 path: per-token activation quantization into the scratch arena, then the active
+    /// kernel's GEMM (GEMV for few rows), split over the pool by output panels (or rows).
     private func int8Forward(_ x: UnsafeMutablePointer<Float>, m: Int, w: Int8Weights,
                              y: UnsafeMutablePointer<Float>, context: ComputeContext) throws {
         let k = w.inFeatures, n = w.outFeatures
+        let t = Kernels.active
         let mark = context.scratch.mark()
         defer { context.scratch.reset(to: mark) }
         let qa = try context.scratch.allocateBytes(m * k).bindMemory(to: Int8.self, capacity: m * k)
         let sa = try context.scratch.allocateBytes(m * 4).bindMemory(to: Float.self, capacity: m)
-        for r in 0..<m {
-            var amax: Float = 0
-            for i in 0..<k { amax = max(amax, abs(x[r * k + i])) }
-            let s = amax / 127
-            sa[r] = s
-            let inv: Float = s > 0 ? 1 / s : 0
-            for i in 0..<k { qa[r * k + i] = Int8(max(-127, min(127, (x[r * k + i] * inv).rounded()))) }
+        if m >= 32 && context.pool.threadCount > 1 {
+            context.pool.parallelFor(m, minChunk: 16) { rows in
+                Kernels.quantize(t, x, ldx: k, k: k, rows: rows, into: qa, ldq: k, scale: sa)
+            }
+        } else {
+            Kernels.quantize(t, x, ldx: k, k: k, rows: 0..<m, into: qa, ldq: k, scale: sa)
         }
-        let biasBase = bias?.base
-        context.pool.parallelFor(n, minChunk: 16) { cols in
-            for r in 0..<m {
-                for j in cols {
-                    var acc: Int32 = 0
-                    for i in 0..<k {
-                        acc &+= Int32(qa[r * k + i]) * Int32(w.packed[Int8Weights.offset(n: j, k: i, inFeatures: k)])
-                    }
-                    y[r * n + j] = Float(acc) * sa[r] * w.scales[j] + (biasBase?[j] ?? 0)
-                }
+        let args = ock_gemm_args(m: m, k: k, n: n, qa: qa, lda: k, sa: sa, qw: w.packed, sw: w.scales,
+                                 bias: bias.map { UnsafePointer($0.base) }, y: y, ldy: n)
+        withUnsafePointer(to: args) { a in
+            Kernels.split(rows: m, panels: (n + 15) / 16, pool: context.pool) { rows, panels in
+                Kernels.gemm(t, a, rows: rows, panels: panels)
             }
         }
     }
