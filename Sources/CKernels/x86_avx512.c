@@ -188,7 +188,7 @@ VNNI void ock_gemm_vnni(const ock_gemm_args *a, long row0, long row1, long panel
     /* Many rows: blocks of rows whose activations stay in L2; within one, each group of NR panels
      * (NR*K*16 bytes of weights, from L2) passes under every MR-row tile. An output too large to
      * stay in cache is written with streaming stores (no read-for-ownership of lines we overwrite). */
-    long mc = (512L * 1024L) / a->k;
+    long mc = (512L * 1024L) / (a->k > 0 ? a->k : 1);
     mc = mc < MR ? MR : (mc / MR) * MR;
     const int stream = (double)a->m * (double)a->n * 4.0 >= STREAM_BYTES; /* the whole output, not this share */
     for (long r0 = row0; r0 < row1; r0 += mc) {
