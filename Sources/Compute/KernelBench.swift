@@ -175,9 +175,7 @@ private final class Int8Problem {
         let args = ock_gemm_args(m: m, k: k, n: n, qa: qa, lda: k, sa: sa, qw: weights[copy], sw: sw,
                                  bias: nil, y: y, ldy: n)
         withUnsafePointer(to: args) { a in
-            Kernels.split(rows: m, panels: (n + 15) / 16, pool: pool) { rows, panels in
-                Kernels.gemm(t, a, rows: rows, panels: panels)
-            }
+            Kernels.gemmSplit(t, a, rows: m, panels: (n + 15) / 16, pool: pool)
         }
     }
 

@@ -120,30 +120,45 @@ public enum Kernels {
         t.pointee.gemm!(args, rows.lowerBound, rows.upperBound, panels.lowerBound, panels.upperBound)
     }
 
-    /// Splits `m` rows x `panels` output panels into about one piece per pool thread and runs `body`
-    /// on each (panels in multiples of 4 when there are enough, else rows in multiples of 6).
-    @inline(__always)
-    static func split(rows m: Int, panels: Int, pool: WorkerPool, _ body: (Range<Int>, Range<Int>) -> Void) {
+    /// Splits `m` rows x `panels` output panels into about one piece per pool thread and runs
+    /// table `t`'s GEMM on each (panels in multiples of 4 when there are enough, else rows in
+    /// multiples of 6). Allocates nothing.
+    static func gemmSplit(_ t: UnsafePointer<ock_kernels>, _ args: UnsafePointer<ock_gemm_args>, rows m: Int, panels: Int, pool: WorkerPool) {
         let threads = pool.threadCount
         if threads == 1 || (m * panels) < 64 {
-            body(0..<m, 0..<panels)
+            gemm(t, args, rows: 0..<m, panels: 0..<panels)
         } else if panels >= 4 * threads || m < 12 {
             let groups = (panels + 3) / 4
             let per = (groups + threads - 1) / threads
-            let tasks = (groups + per - 1) / per
-            pool.run(tasks) { i in
-                let lo = i * per * 4, hi = min(panels, lo + per * 4)
-                if lo < hi { body(0..<m, lo..<hi) }
-            }
+            pool.run((groups + per - 1) / per, GemmPieces(t: t, args: args, m: m, panels: panels, per: per * 4, byPanels: true))
         } else {
             let blocks = (m + 5) / 6
             let per = (blocks + threads - 1) / threads
-            let tasks = (blocks + per - 1) / per
-            pool.run(tasks) { i in
-                let lo = i * per * 6, hi = min(m, lo + per * 6)
-                if lo < hi { body(lo..<hi, 0..<panels) }
+            pool.run((blocks + per - 1) / per, GemmPieces(t: t, args: args, m: m, panels: panels, per: per * 6, byPanels: false))
+        }
+    }
+
+    /// One piece of a split GEMM: a range of output panels (all rows) or of rows (all panels).
+    private struct GemmPieces: ParallelTask {
+        let t: UnsafePointer<ock_kernels>, args: UnsafePointer<ock_gemm_args>
+        let m: Int, panels: Int, per: Int, byPanels: Bool
+        func callAsFunction(_ i: Int) {
+            let lo = i * per
+            if byPanels {
+                let hi = min(panels, lo + per)
+                if lo < hi { gemm(t, args, rows: 0..<m, panels: lo..<hi) }
+            } else {
+                let hi = min(m, lo + per)
+                if lo < hi { gemm(t, args, rows: lo..<hi, panels: 0..<panels) }
             }
         }
+    }
+
+    /// Quantizes rows of activations (`quantize`) as a pool task.
+    struct QuantizeRows: RangeTask {
+        let t: UnsafePointer<ock_kernels>, x: UnsafePointer<Float>, k: Int
+        let q: UnsafeMutablePointer<Int8>, scale: UnsafeMutablePointer<Float>
+        func callAsFunction(_ rows: Range<Int>) { quantize(t, x, ldx: k, k: k, rows: rows, into: q, ldq: k, scale: scale) }
     }
 }
 

@@ -71,10 +71,12 @@ public final class ComputeContext: @unchecked Sendable {
     /// Scratch for per-call temporaries (quantized activations); reset after each use.
     public let scratch: Arena
 
-    /// A context over `pool` with `scratchBytes` of scratch.
+    /// A context over `pool` with `scratchBytes` of scratch. The engine parallelizes over its own
+    /// pool and calls OpenBLAS from the pool's threads, so this sets OpenBLAS to one thread.
     public init(pool: WorkerPool, scratchBytes: Int) {
         self.pool = pool
         self.scratch = Arena(capacity: scratchBytes)
+        openblas_set_num_threads(1)
     }
 }
 
@@ -169,18 +171,14 @@ public struct Linear: @unchecked Sendable {
         let qa = try context.scratch.allocateBytes(m * k).bindMemory(to: Int8.self, capacity: m * k)
         let sa = try context.scratch.allocateBytes(m * 4).bindMemory(to: Float.self, capacity: m)
         if m >= 32 && context.pool.threadCount > 1 {
-            context.pool.parallelFor(m, minChunk: 16) { rows in
-                Kernels.quantize(t, x, ldx: k, k: k, rows: rows, into: qa, ldq: k, scale: sa)
-            }
+            context.pool.parallelFor(m, minChunk: 16, Kernels.QuantizeRows(t: t, x: x, k: k, q: qa, scale: sa))
         } else {
             Kernels.quantize(t, x, ldx: k, k: k, rows: 0..<m, into: qa, ldq: k, scale: sa)
         }
         let args = ock_gemm_args(m: m, k: k, n: n, qa: qa, lda: k, sa: sa, qw: w.packed, sw: w.scales,
                                  bias: bias.map { UnsafePointer($0.base) }, y: y, ldy: n)
         withUnsafePointer(to: args) { a in
-            Kernels.split(rows: m, panels: (n + 15) / 16, pool: context.pool) { rows, panels in
-                Kernels.gemm(t, a, rows: rows, panels: panels)
-            }
+            Kernels.gemmSplit(t, a, rows: m, panels: (n + 15) / 16, pool: context.pool)
         }
     }
 }
