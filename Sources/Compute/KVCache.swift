@@ -135,7 +135,9 @@ public final class KVCache: @unchecked Sendable {
             if progressed || left == 0 { continue }
             // Only cycles remain (each pending row read by exactly one other): park one row in
             // the scratch copy, and let its reader take it from there.
-            guard let i = (0..<newRows).first(where: { pending[$0] }) else { break }
+            var i = 0
+            while i < newRows && !pending[i] { i += 1 }
+            if i == newRows { break }
             if temp == nil {
                 temp = try context.scratch.allocateBytes(2 * maxPositions * dim * MemoryLayout<Float>.stride)
                     .bindMemory(to: Float.self, capacity: 2 * maxPositions * dim)

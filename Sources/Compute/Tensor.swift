@@ -45,6 +45,13 @@ public struct Shape: Equatable, Sendable, CustomStringConvertible {
     /// The number of elements.
     public var count: Int { dims.0 * dims.1 * dims.2 * dims.3 }
 
+    /// The same shape with the outermost dimension set to `n` (allocates nothing).
+    public func replacingFirst(_ n: Int) -> Shape {
+        var s = self
+        s.dims.0 = n
+        return s
+    }
+
     /// The dimensions as an array (allocates; not for hot paths).
     public var array: [Int] { (0..<rank).map { self[$0] } }
 
@@ -89,9 +96,7 @@ public struct Tensor: @unchecked Sendable, CustomStringConvertible {
     public func rows(_ r: Range<Int>) -> Tensor {
         precondition(shape.rank >= 1 && r.lowerBound >= 0 && r.upperBound <= shape[0], "rows \(r) out of \(shape)")
         let inner = shape[0] == 0 ? 0 : count / shape[0]
-        var d = shape.array
-        d[0] = r.count
-        return Tensor(base: base + r.lowerBound * inner, shape: Shape(d))
+        return Tensor(base: base + r.lowerBound * inner, shape: shape.replacingFirst(r.count))
     }
 
     /// Sets every element to `value`.
