@@ -241,7 +241,9 @@ def capture_fixtures():
     pal = Image.fromarray(rgb, "RGB").quantize(colors=13)
     save("png", "palette8_trns.png", lambda p: pal.save(p, transparency=2))
     save("png", "gray1.png", lambda p: Image.fromarray(gray > 128).save(p))
-    save("png", "gray16.png", lambda p: Image.fromarray((gray.astype(np.uint16) * 257 // 300).astype(np.uint16)).save(p))
+    # Even rows stay below 256 (kept as is), odd rows span 0..65535 (Pillow clips them to 255).
+    g16 = np.where((np.arange(13) % 2 == 0)[:, None], gray.astype(np.uint16), gray.astype(np.uint16) * 257)
+    save("png", "gray16.png", lambda p: Image.fromarray(g16.astype(np.uint16)).save(p))
     rgb16 = rgb.astype(np.uint16) * 257 + lcg_bytes(19 * 13 * 3, 23).reshape(13, 19, 3) % 200
     save("png", "rgb16.png", lambda p: write_png(p, rgb16.reshape(13, -1), 19, 13, 16, 2, 3))
     rgba16 = rgba.astype(np.uint16) * 257
