@@ -207,11 +207,22 @@ __attribute__((always_inline)) static inline void vrow_generic(const uint8_t *ba
 }
 
 #ifdef OCK_X86
+/* The horizontal weights laid out for hrow_avx2: per output pixel, per tap pair (k0, k1), the
+ * 8 lanes k0 k0 k0 k0 k1 k1 k1 k1. `kx` holds out·kstride·4 int32, 32-byte aligned. */
+static void expand_pairs(const axis_plan *h, int out_w, int32_t *kx) {
+    for (int xx = 0; xx < out_w; xx++) {
+        const int32_t *k = &h->kk[(size_t)xx * h->kstride];
+        int32_t *e = kx + (size_t)xx * h->kstride * 4;
+        for (int t = 0; t < h->kstride; t++)
+            for (int l = 0; l < 4; l++) e[t * 4 + l] = k[t];
+    }
+}
+
 /* Horizontal row with AVX2: two taps per step, each pixel widened to 4 int32 lanes (R, G, B, 0).
  * Reads 8 bytes at a time, so pixels whose window ends within 8 bytes of `row_end` use the
  * scalar loop (the buffer may end there). */
 __attribute__((target("avx2"))) static void hrow_avx2(const uint8_t *row, const uint8_t *row_end, uint8_t *out,
-                                                      int out_w, const axis_plan *h) {
+                                                      int out_w, const axis_plan *h, const int32_t *kx) {
     const __m128i shuf = _mm_setr_epi8(0, 1, 2, -1, 3, 4, 5, -1, 0, 0, 0, 0, 0, 0, 0, 0);
     const __m256i half = _mm256_set1_epi32(1 << (PRECISION_BITS - 1));
     for (int xx = 0; xx < out_w; xx++) {
@@ -235,8 +246,7 @@ __attribute__((target("avx2"))) static void hrow_avx2(const uint8_t *row, const 
         for (int j = 0; j < pairs; j++) {
             __m128i b = _mm_loadl_epi64((const __m128i *)(p + 6 * j));
             __m256i px = _mm256_cvtepu8_epi32(_mm_shuffle_epi8(b, shuf));
-            __m256i kv = _mm256_setr_epi32(k[2 * j], k[2 * j], k[2 * j], k[2 * j],
-                                           k[2 * j + 1], k[2 * j + 1], k[2 * j + 1], k[2 * j + 1]);
+            __m256i kv = _mm256_load_si256((const __m256i *)(kx + ((size_t)xx * h->kstride + 2 * j) * 4));
             acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(px, kv));
         }
         __m128i s = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
@@ -259,22 +269,25 @@ __attribute__((target("avx2"))) static void vrow_avx2(const uint8_t *base, size_
 
 // MARK: - Driver
 
-static int g_force_generic = 0;
+static int g_force_generic = 0; /* accessed atomically */
 
 static int use_avx2(void) {
 #ifdef OCK_X86
-    static int cached = -1;
-    if (cached < 0) cached = __builtin_cpu_supports("avx2") ? 1 : 0;
-    return cached && !g_force_generic;
+    static int cached = -1; /* -1 unknown, then 0 or 1; racing first calls store the same value */
+    int c = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (c < 0) {
+        c = __builtin_cpu_supports("avx2") ? 1 : 0;
+        __atomic_store_n(&cached, c, __ATOMIC_RELAXED);
+    }
+    return c && !__atomic_load_n(&g_force_generic, __ATOMIC_RELAXED);
 #else
     return 0;
 #endif
 }
 
-const char *ock_resample_variant(int force_generic) {
-    g_force_generic = force_generic;
-    return use_avx2() ? "avx2" : "generic";
-}
+const char *ock_resample_variant(void) { return use_avx2() ? "avx2" : "generic"; }
+
+void ock_resample_force_generic(int on) { __atomic_store_n(&g_force_generic, on ? 1 : 0, __ATOMIC_RELAXED); }
 
 /* Bytes of the intermediate image: the larger of the two pass orders' needs. */
 static size_t tmp_size(int in_w, int in_h, int out_w, int out_h) {
@@ -290,6 +303,8 @@ size_t ock_resample_scratch_bytes(int in_w, int in_h, int out_w, int out_h, int 
     b += align64(tmp_size(in_w, in_h, out_w, out_h));       /* the intermediate image */
     b += align64((size_t)(out_w > in_w ? out_w : in_w) * 3); /* one uint8 output row */
     b += align64((size_t)(out_w > in_w ? out_w : in_w) * 3 * sizeof(int32_t)); /* vertical accumulators */
+    int kh = axis_ksize(in_w, out_w, support);
+    b += align64((size_t)out_w * ((kh + 1) & ~1) * 4 * sizeof(int32_t)); /* AVX2 weight pairs */
     return b;
 }
 
@@ -332,13 +347,18 @@ static int resample(const uint8_t *src, int in_w, int in_h, uint8_t *dst8, float
     int wmax = out_w > in_w ? out_w : in_w;
     cursor += align64((size_t)wmax * 3);
     int32_t *acc = (int32_t *)cursor;
+    cursor += align64((size_t)wmax * 3 * sizeof(int32_t));
+    int32_t *kx = (int32_t *)cursor;
+#ifdef OCK_X86
+    if (avx2 && need_h) expand_pairs(&h, out_w, kx);
+#endif
 
     const size_t in_stride = (size_t)in_w * 3, out_stride = (size_t)out_w * 3;
     const uint8_t *src_end = src + in_stride * in_h;
 #define OUT_ROW(y) (lut ? rowbuf : dst8 + (size_t)(y) * out_stride)
 #define SINK(y, o) sink_row((o), lut ? dstf + (size_t)(y) * out_stride : NULL, lut, out_stride)
 #ifdef OCK_X86
-#define HROW(r, end, o) (avx2 ? hrow_avx2((r), (end), (o), out_w, &h) : hrow_generic((r), (o), out_w, &h))
+#define HROW(r, end, o) (avx2 ? hrow_avx2((r), (end), (o), out_w, &h, kx) : hrow_generic((r), (o), out_w, &h))
 #define VROW(base, stride, ymin, ymax, k, o, n) \
     (avx2 ? vrow_avx2(base, stride, ymin, ymax, k, o, acc, n) : vrow_generic(base, stride, ymin, ymax, k, o, acc, n))
 #else

@@ -23,11 +23,12 @@ public enum ImageResample {
         Int(ock_resample_scratch_bytes(Int32(inWidth), Int32(inHeight), Int32(outWidth), Int32(outHeight), Int32(filter.rawValue))) + 64
     }
 
-    /// The kernel variant in use ("avx2" or "generic"); `forceGeneric` switches to the portable one.
-    @discardableResult
-    public static func variant(forceGeneric: Bool = false) -> String {
-        String(cString: ock_resample_variant(forceGeneric ? 1 : 0))
-    }
+    /// The kernel variant in use: "avx2" when the CPU has it, else "generic" (for the start-up log).
+    public static var variant: String { String(cString: ock_resample_variant()) }
+
+    /// Forces the portable variant (`true`) or returns to the CPU's best (`false`); for debugging
+    /// and for tests that compare variants.
+    public static func forceGeneric(_ on: Bool) { ock_resample_force_generic(on ? 1 : 0) }
 
     /// Resizes `rgb` [height, width, 3] into `out` [H, W, 3] fp32, mapping each resized byte `v` of
     /// channel `c` to `table[c·256 + v]` (the caller's rescale and normalisation).

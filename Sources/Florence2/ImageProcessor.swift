@@ -66,6 +66,9 @@ public struct Florence2ImageProcessor: Sendable {
         table = t
     }
 
+    /// The resize kernel variant this machine uses ("avx2" or "generic"), for the start-up log.
+    public static var kernelVariant: String { ImageResample.variant }
+
     /// Output shape `[height, width, 3]`.
     public var outputShape: Shape { Shape(config.height, config.width, 3) }
 

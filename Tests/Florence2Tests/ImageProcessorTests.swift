@@ -153,9 +153,10 @@ final class ImageProcessorTests: XCTestCase {
     func testFastKernelEqualsReference() throws {
         var rng = SplitMix(seed: 7)
         let variants = [false, true]
-        defer { ImageResample.variant(forceGeneric: false) }
+        defer { ImageResample.forceGeneric(false) }
         for forceGeneric in variants {
-            ImageResample.variant(forceGeneric: forceGeneric)
+            ImageResample.forceGeneric(forceGeneric)
+            if forceGeneric { XCTAssertEqual(ImageResample.variant, "generic") }
             for trial in 0..<60 {
                 let w = 1 + rng.below(90), h = 1 + rng.below(70)
                 let ow = 1 + rng.below(90), oh = 1 + rng.below(70)
@@ -246,9 +247,10 @@ final class ImageProcessorTests: XCTestCase {
         let p = try Florence2ImageProcessor(config: imageConfig(width: 768, height: 768))
         let frame = Pixels(width: 1280, height: 720, bytes: testPicture("scene", 1280, 720, seed: 12))
         let arena = Arena(capacity: p.arenaBytes(inputWidth: 1280, inputHeight: 720))
-        defer { ImageResample.variant(forceGeneric: false) }
+        defer { ImageResample.forceGeneric(false) }
         for forceGeneric in [false, true] {
-            let name = ImageResample.variant(forceGeneric: forceGeneric)
+            ImageResample.forceGeneric(forceGeneric)
+            let name = ImageResample.variant
             var best = Double.infinity
             for _ in 0..<8 {
                 arena.reset()

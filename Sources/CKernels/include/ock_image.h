@@ -38,8 +38,10 @@ int ock_resample_rgb8_lut_f32(const uint8_t *src, int in_w, int in_h, float *dst
 int ock_resample_rgb8_ref(const uint8_t *src, int in_w, int in_h, uint8_t *dst, int out_w, int out_h,
                           int filter, void *scratch);
 
-/* Which variant `ock_resample_rgb8` uses on this CPU: "avx2" or "generic". `force_generic`
- * non-zero makes it use the generic one (debugging); returns the name in effect. */
-const char *ock_resample_variant(int force_generic);
+/* The variant `ock_resample_rgb8*` use: "avx2" when the CPU has it, else "generic". Chosen once. */
+const char *ock_resample_variant(void);
+
+/* Non-zero forces the generic variant (debugging, and tests comparing variants); 0 undoes it. */
+void ock_resample_force_generic(int on);
 
 #endif
