@@ -362,6 +362,9 @@ static int resample(const uint8_t *src, int in_w, int in_h, uint8_t *dst8, float
 #define VROW(base, stride, ymin, ymax, k, o, n) \
     (avx2 ? vrow_avx2(base, stride, ymin, ymax, k, o, acc, n) : vrow_generic(base, stride, ymin, ymax, k, o, acc, n))
 #else
+    (void)avx2;
+    (void)kx;
+    (void)src_end;
 #define HROW(r, end, o) hrow_generic((r), (o), out_w, &h)
 #define VROW(base, stride, ymin, ymax, k, o, n) vrow_generic(base, stride, ymin, ymax, k, o, acc, n)
 #endif
