@@ -23,6 +23,8 @@ let package = Package(
         .systemLibrary(name: "CMosquitto", pkgConfig: "libmosquitto", providers: [.apt(["libmosquitto-dev"])]),
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
         .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        .target(name: "CPNGShim", dependencies: ["CPNG"]),
         // Test-only: counts heap allocations (interposes malloc); linked into the test executable only.
         .target(name: "CMallocCounter"),
 
@@ -36,7 +38,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "Capture", dependencies: [
-            "CV4L2", "CV4L2Shim", "CTurboJPEG",
+            "CV4L2", "CV4L2Shim", "CTurboJPEG", "CPNGShim",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "MQTT", dependencies: [
@@ -62,7 +64,7 @@ let package = Package(
         // MARK: - Tests (one per module; fixtures beside them)
         .testTarget(name: "ComputeTests", dependencies: ["Compute", "CKernels", "CMallocCounter"], resources: [.copy("Fixtures")]),
         .testTarget(name: "Florence2Tests", dependencies: ["Florence2", "Compute", "CMallocCounter"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "CaptureTests", dependencies: ["Capture"]),
+        .testTarget(name: "CaptureTests", dependencies: ["Capture"], resources: [.copy("Fixtures")]),
         .testTarget(name: "MQTTTests", dependencies: ["MQTT"]),
         .testTarget(name: "DaemonTests", dependencies: ["Daemon"]),
     ]
