@@ -120,6 +120,12 @@ public struct Linear: @unchecked Sendable {
         self.bias = bias
     }
 
+    /// Scratch bytes one int8 `forward` of `rows` rows of `inFeatures` takes (quantized
+    /// activations and row scales); fp32 layers take none.
+    public static func scratchBytes(rows m: Int, inFeatures k: Int) -> Int {
+        Arena.aligned(m * k) + Arena.aligned(m * MemoryLayout<Float>.stride)
+    }
+
     /// `y = x·Wᵀ + b` for `x` of `[M, K]` (any shape whose last dimension is K) into `y` `[M, N]`.
     public func forward(_ x: Tensor, into y: Tensor, context: ComputeContext) throws {
         let k = inFeatures, n = outFeatures

@@ -98,86 +98,138 @@ public struct Florence2Geometry: Sendable, Equatable {
 // MARK: - Planner
 
 /// Builds the `MemoryPlan` of a Florence-2 model. The forward pass allocates only from the arena
-/// this plan sizes; a test checks that the arena's high-water mark never exceeds it.
+/// and scratch this plan sizes, in the order written here; a test runs the model and checks that
+/// neither arena's high-water mark exceeds its plan.
 public enum Florence2MemoryPlanner {
-    /// Tokens per block where the vision tower processes a stage in pieces (MLP, channel-attention
-    /// passes, conv im2col); window attention takes whole windows up to this many tokens.
+    /// Tokens per block where the vision tower processes a stage in pieces (MLP); window attention
+    /// takes as many whole windows as fit in this many tokens (at least one).
     public static let visionBlockTokens = 1152
     /// Tokens per block in the text encoder's FFN.
     public static let textBlockTokens = 256
 
+    private static let f = MemoryLayout<Float>.stride
+    private static func a(_ floats: Int) -> Int { Arena.aligned(floats * f) }
+
+    /// Arena bytes of the vision phase (the two residual buffers, then the largest block's
+    /// temporaries, or the projector's features), and the stage that peaks.
+    static func visionBytes(config: Florence2Config, geometry g: Florence2Geometry) -> (bytes: Int, residual: Int, worst: Int, worstStage: Int) {
+        let v = config.vision
+        var residual = 0
+        for s in 0..<v.stageCount { residual = max(residual, g.stageSizes[s].0 * g.stageSizes[s].1 * v.embedDims[s]) }
+        var worst = 0, worstStage = 0
+        for s in 0..<v.stageCount {
+            let (h, w) = g.stageSizes[s]
+            let n = h * w, c = v.embedDims[s], ws = v.windowSize, t = ws * ws
+            let nWin = ((h + ws - 1) / ws) * ((w + ws - 1) / ws)
+            let batch = max(1, min(nWin, visionBlockTokens / t))
+            let spatial = a(batch * t * c) + a(batch * t * 3 * c) + a(batch * t * c)
+            let channel = a(n * 3 * c)
+            let b = min(visionBlockTokens, n)
+            let mlp = a(b * c) + a(b * v.mlpHidden(s)) + a(b * c)
+            let peak = max(spatial, channel, mlp)
+            if peak > worst { worst = peak; worstStage = s }
+        }
+        let c3 = v.embedDims[v.stageCount - 1]
+        let projector = a(g.imageTokens * c3)
+        return (2 * a(residual) + max(worst, projector), residual, max(worst, projector), worstStage)
+    }
+
+    /// Arena bytes of the text-encoder phase.
+    static func encoderBytes(config: Florence2Config, geometry g: Florence2Geometry) -> Int {
+        let t = config.text, L = g.encoderLength
+        return 4 * a(L * t.dModel) + a(min(textBlockTokens, L) * t.encoderFFN)
+    }
+
+    /// Arena bytes of one decoder step.
+    static func decoderBytes(config: Florence2Config, limits: Florence2Limits) -> Int {
+        let t = config.text, r = limits.numBeams
+        return 5 * a(r * t.dModel) + a(r * t.decoderFFN)
+    }
+
+    /// Bytes of the compute context's scratch arena: the largest temporary any op takes (ops run
+    /// one after another, each releasing its scratch).
+    public static func scratchBytes(config: Florence2Config, limits: Florence2Limits) throws -> Int {
+        let g = try Florence2Geometry(config: config, limits: limits)
+        let v = config.vision, t = config.text, threads = limits.threads
+        var need = 0
+        var inH = limits.imageHeight, inW = limits.imageWidth
+        for s in 0..<v.stageCount {
+            let (h, w) = g.stageSizes[s]
+            let n = h * w, c = v.embedDims[s], cin = s == 0 ? 3 : v.embedDims[s - 1], ws = v.windowSize, tk = ws * ws
+            let nWin = ((h + ws - 1) / ws) * ((w + ws - 1) / ws)
+            let batch = max(1, min(nWin, visionBlockTokens / tk))
+            let b = min(visionBlockTokens, n)
+            need = max(need, Ops.conv2dScratchBytes(height: inH, width: inW, inChannels: cin, kernel: v.patchSize[s],
+                                                    stride: v.patchStride[s], padding: v.patchPadding[s]))
+            need = max(need, Ops.depthwiseConv3x3ScratchBytes(channels: c))
+            need = max(need, Attention.windowScratchBytes(tokens: tk, threads: threads))
+            need = max(need, Attention.channelScratchBytes(tokens: n, channels: c, groups: v.numGroups[s], threads: threads))
+            need = max(need, Linear.scratchBytes(rows: batch * tk, inFeatures: c))
+            need = max(need, Linear.scratchBytes(rows: n, inFeatures: c))
+            need = max(need, Linear.scratchBytes(rows: b, inFeatures: v.mlpHidden(s)))
+            inH = h
+            inW = w
+        }
+        let c3 = v.embedDims[v.stageCount - 1], L = g.encoderLength, d = t.dModel
+        need = max(need, Linear.scratchBytes(rows: g.imageTokens, inFeatures: c3))
+        need = max(need, Linear.scratchBytes(rows: L, inFeatures: d))
+        need = max(need, Linear.scratchBytes(rows: min(textBlockTokens, L), inFeatures: t.encoderFFN))
+        need = max(need, Attention.multiHeadScratchBytes(queries: L, keys: L, threads: threads))
+        need = max(need, KVCache.attendScratchBytes(maxPositions: g.decoderPositions, threads: threads))
+        need = max(need, KVCache.reorderScratchBytes(maxPositions: g.decoderPositions, d: d))
+        need = max(need, CrossKV.attendScratchBytes(rows: limits.numBeams, maxPositions: L, threads: threads))
+        need = max(need, Linear.scratchBytes(rows: limits.numBeams, inFeatures: max(d, t.decoderFFN)))
+        return need
+    }
+
     /// The plan for `config` under `limits`, with `weightBytes` of mapped tensors (from the file).
     public static func plan(config: Florence2Config, limits: Florence2Limits, weightBytes: Int) throws -> MemoryPlan {
         let g = try Florence2Geometry(config: config, limits: limits)
-        let f = MemoryLayout<Float>.stride
-        func a(_ floats: Int) -> Int { Arena.aligned(floats * f) }
         var items: [MemoryPlan.Item] = [.init(kind: .weights, name: "tensors mapped from the model file", bytes: weightBytes)]
         var notes: [String] = []
         let v = config.vision, t = config.text
         let d = t.dModel, L = g.encoderLength, R = limits.numBeams, P = g.decoderPositions
 
-        // Persistent through the phases: the input pixels and the encoder's hidden states.
+        // Persistent: pixels, the encoder's hidden states, logits, the temporal-embedding row.
         let pixels = a(limits.imageHeight * limits.imageWidth * 3)
         let encHidden = a(L * d)
+        let logits = a(R * t.vocabSize)
+        let constants = a(v.embedDims[v.stageCount - 1])
         items.append(.init(kind: .arena, name: "pixels [\(limits.imageHeight), \(limits.imageWidth), 3] f32", bytes: pixels))
         items.append(.init(kind: .arena, name: "encoder hidden [\(L), \(d)] f32", bytes: encHidden))
-        let persistent = pixels + encHidden
+        items.append(.init(kind: .arena, name: "logits [\(R), \(t.vocabSize)] f32", bytes: logits))
+        items.append(.init(kind: .arena, name: "temporal embedding row [\(v.embedDims[v.stageCount - 1])] f32", bytes: constants))
+        let persistent = pixels + encHidden + logits + constants
 
-        // Vision: two residual buffers (ping-pong) of the largest stage, plus block temporaries.
-        var maxStage = 0, worstStage = 0, stageLine = ""
-        var residual = 0
-        for s in 0..<v.stageCount { residual = max(residual, g.stageSizes[s].0 * g.stageSizes[s].1 * v.embedDims[s]) }
-        for s in 0..<v.stageCount {
-            let (h, w) = g.stageSizes[s]
-            let n = h * w, c = v.embedDims[s], hidden = v.mlpHidden(s)
-            let ws = v.windowSize
-            let windowsPerBatch = max(1, visionBlockTokens / (ws * ws))
-            let winTokens = windowsPerBatch * ws * ws
-            let blk = max(min(visionBlockTokens, n), min(winTokens, ((h + ws - 1) / ws) * ((w + ws - 1) / ws) * ws * ws))
-            let cin = s == 0 ? 3 : v.embedDims[s - 1]
-            let k = v.patchSize[s]
-            let im2col = a(min(visionBlockTokens, n) * cin * k * k)
-            let temps = a(blk * c) * 3 + a(blk * max(3 * c, hidden))
-            let channelA = a(c * (c / v.numGroups[s]))
-            let scores = a(ws * ws * ws * ws) * limits.threads
-            let stage = temps + channelA + max(im2col, scores)
-            if stage > maxStage {
-                maxStage = stage; worstStage = s
-                stageLine = "block \(blk) tokens x \(c) ch, mlp \(hidden), im2col \(min(visionBlockTokens, n))x\(cin * k * k)"
-            }
-        }
-        let c3 = v.embedDims[v.stageCount - 1]
-        let projector = a(g.imageTokens * c3)
-        let visionPeak = 2 * a(residual) + max(maxStage, projector)
-        items.append(.init(kind: .arena, name: "vision phase: residual [\(residual) f32] x2 (ping-pong)", bytes: 2 * a(residual)))
-        items.append(.init(kind: .arena, name: "vision phase: block temporaries, peak at stage \(worstStage) (\(stageLine))", bytes: maxStage))
-        items.append(.init(kind: .arena, name: "vision phase: projector features [\(g.imageTokens), \(c3)] f32 (reuses the block bytes)", bytes: 0))
+        let vision = visionBytes(config: config, geometry: g)
+        items.append(.init(kind: .arena, name: "vision phase: residual [\(vision.residual) f32] x2 (ping-pong)", bytes: 2 * a(vision.residual)))
+        items.append(.init(kind: .arena, name: "vision phase: largest block temporaries (stage \(vision.worstStage)) or projector features", bytes: vision.worst))
+        let enc = encoderBytes(config: config, geometry: g)
+        items.append(.init(kind: .arena, name: "text-encoder phase: q/k/v/attn [\(L), \(d)] x4, ffn [\(min(textBlockTokens, L)), \(t.encoderFFN)]", bytes: enc))
+        let dec = decoderBytes(config: config, limits: limits)
+        items.append(.init(kind: .arena, name: "decoder phase: step [\(R) rows] x/q/k/v/attn, ffn", bytes: dec))
+        let scratch = try scratchBytes(config: config, limits: limits)
+        items.append(.init(kind: .arena, name: "scratch arena (int8 activations, im2col, attention scores; largest single op)", bytes: scratch))
 
-        // Text encoder: q, k, v, attention output, an FFN block and per-thread score rows.
-        let encTok = min(textBlockTokens, L)
-        let encPeak = a(L * d) * 4 + a(encTok * t.encoderFFN) + a(L * L) * limits.threads
-        items.append(.init(kind: .arena, name: "text-encoder phase: q/k/v/attn [\(L), \(d)] x4, ffn [\(encTok), \(t.encoderFFN)], scores [\(L), \(L)] x\(limits.threads) threads", bytes: encPeak))
+        let phasePeak = max(vision.bytes, enc, dec)
+        let arena = persistent + phasePeak + scratch
+        let phase = phasePeak == vision.bytes ? "vision" : phasePeak == enc ? "text encoder" : "decoder"
+        notes.append("the vision, text-encoder and decoder phases run one after another in the same bytes: the arena holds the persistent items, the largest phase (\(phase), \(MemoryPlan.format(phasePeak))) and the scratch")
 
-        // Decoder step: R rows of q/k/v/attn/hidden, FFN, logits and log-probs, per-thread scores.
-        let decPeak = a(R * d) * 5 + a(R * t.decoderFFN) + a(R * t.vocabSize) * 2 + a(max(P, L)) * limits.threads * t.decoderHeads
-        items.append(.init(kind: .arena, name: "decoder phase: step [\(R) rows]: hidden/q/k/v/attn, ffn, logits + log-probs [\(R), \(t.vocabSize)]", bytes: decPeak))
-
-        // Kernel scratch: int8 activations of the widest linear input (M·K bytes + scale and sum per row).
-        let mVision = visionBlockTokens, kVision = (0..<v.stageCount).map { max(v.mlpHidden($0), v.embedDims[$0]) }.max() ?? 0
-        let mText = max(encTok, L), kText = max(d, t.encoderFFN)
-        let quant = max(Arena.aligned(mVision * kVision) + Arena.aligned(mVision * 8),
-                        Arena.aligned(mText * kText) + Arena.aligned(mText * 8))
-        items.append(.init(kind: .arena, name: "kernel scratch (int8 activations, row scales and sums)", bytes: quant))
-
-        let phasePeak = max(visionPeak, encPeak, decPeak)
-        let arena = persistent + phasePeak + quant
-        let phase = phasePeak == visionPeak ? "vision" : phasePeak == encPeak ? "text encoder" : "decoder"
-        notes.append("the vision, text-encoder and decoder phases run one after another in the same arena bytes: the arena holds the persistent items, the largest phase (\(phase), \(MemoryPlan.format(phasePeak))) and the kernel scratch")
-
-        let selfKV = t.decoderLayers * 2 * R * P * d * f
-        let crossKV = t.decoderLayers * 2 * L * d * f
+        let selfKV = t.decoderLayers * KVCache.bytes(rows: R, maxPositions: P, d: d)
+        let crossKV = t.decoderLayers * CrossKV.bytes(maxPositions: L, d: d)
         items.append(.init(kind: .kvCache, name: "decoder self-attention K/V: \(t.decoderLayers) layers x 2 x [\(R) beams, \(P) positions, \(d)] f32", bytes: selfKV))
         items.append(.init(kind: .kvCache, name: "cross-attention K/V: \(t.decoderLayers) layers x 2 x [\(L), \(d)] f32", bytes: crossKV))
         return MemoryPlan(items: items, arenaBytes: arena, notes: notes)
+    }
+
+    /// The activation arena alone (persistent + the largest phase), without the scratch arena.
+    static func activationBytes(config: Florence2Config, limits: Florence2Limits) throws -> Int {
+        let g = try Florence2Geometry(config: config, limits: limits)
+        let v = config.vision, t = config.text
+        let persistent = a(limits.imageHeight * limits.imageWidth * 3) + a(g.encoderLength * t.dModel)
+            + a(limits.numBeams * t.vocabSize) + a(v.embedDims[v.stageCount - 1])
+        return persistent + max(visionBytes(config: config, geometry: g).bytes, encoderBytes(config: config, geometry: g),
+                                decoderBytes(config: config, limits: limits))
     }
 }
