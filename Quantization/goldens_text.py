@@ -338,9 +338,7 @@ def main():
             f.write("\n")
         print(f"wrote {path} ({os.path.getsize(path)} bytes)")
 
-    if not args.vocab:
-        # The real vocabulary is another fixture's business; the small one ships here.
-        dump(f"{name}_tokenizer.json", {"tokens": tokens, "merges": merges, "token_types": types,
+    dump(f"{name}_tokenizer.json", {"tokens": tokens, "merges": merges, "token_types": types,
                                         "lstrip": lstrip, "rstrip": rstrip})
 
     encoded = [tok.encode(t, add_special_tokens=False) for t in ENCODE_TEXTS]

@@ -31,6 +31,7 @@ public struct Florence2Coordinates: Codable, Equatable, Sendable {
 /// A box with its label (a category, a region description, a grounded phrase; empty for a
 /// region proposal).
 public struct LabelledBox: Codable, Equatable, Sendable {
+    /// The label, stripped, non-ASCII characters dropped (as v5 does).
     public let label: String
     /// xmin, ymin, xmax, ymax.
     public let box: Florence2Coordinates
@@ -38,12 +39,15 @@ public struct LabelledBox: Codable, Equatable, Sendable {
 
 /// A text line with its quadrilateral (x1, y1, …, x4, y4).
 public struct OCRLine: Codable, Equatable, Sendable {
+    /// The line's text, stripped (non-ASCII kept).
     public let text: String
+    /// x1, y1, x2, y2, x3, y3, x4, y4.
     public let quad: Florence2Coordinates
 }
 
 /// One instance's polygons (split by `<sep>`) with its label (empty for segmentation tasks).
 public struct LabelledPolygons: Codable, Equatable, Sendable {
+    /// The label, stripped (non-ASCII kept: v5 filters only box labels).
     public let label: String
     /// Each polygon's points, x, y alternating (an odd trailing value is dropped; may be empty).
     public let polygons: [Florence2Coordinates]
@@ -99,9 +103,12 @@ extension Florence2Output: Codable {
 
 /// A parsed answer with the task and the original image size its pixels refer to.
 public struct Florence2Result: Codable, Equatable, Sendable {
+    /// The task whose answer this is.
     public let task: Florence2Task
+    /// The original image size the pixel coordinates refer to.
     public let imageWidth: Int
     public let imageHeight: Int
+    /// The parsed answer.
     public let output: Florence2Output
 }
 

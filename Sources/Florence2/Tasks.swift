@@ -127,12 +127,19 @@ public enum Florence2TaskInputKind: String, Codable, Sendable {
 
 /// How a task's output is parsed (the post-processor's parse task names).
 public enum Florence2ResultKind: String, Codable, Sendable {
+    /// The text itself (captions, OCR, region category/description/OCR).
     case pureText = "pure_text"
+    /// Text lines with quadrilaterals (OCR with region).
     case ocr
+    /// Labels with boxes (OD, dense region caption).
     case descriptionWithBBoxes = "description_with_bboxes"
+    /// Unlabelled boxes (region proposal).
     case bboxes
+    /// Phrases with boxes, pronouns and the like dropped (caption to phrase grounding).
     case phraseGrounding = "phrase_grounding"
+    /// Polygons (referring expression segmentation, region to segmentation).
     case polygons
+    /// Labels with boxes or polygons (open-vocabulary detection).
     case descriptionWithBBoxesOrPolygons = "description_with_bboxes_or_polygons"
 }
 
@@ -175,6 +182,7 @@ extension BPETokenizer {
 
 /// A box in pixels of the original image: (xmin, ymin, xmax, ymax).
 public struct PixelBox: Codable, Equatable, Sendable {
+    /// Left, top, right, bottom edges in pixels.
     public var xmin: Double, ymin: Double, xmax: Double, ymax: Double
 
     /// A box from its corners.

@@ -5,16 +5,17 @@ import XCTest
 @testable import Florence2
 
 final class PostProcessingTests: XCTestCase {
-    private func goldens() throws -> (banned: [String], cases: [[String: Any]]) {
-        let o = try TextFixtures.json("small_postprocess_goldens.json") as! [String: Any]
+    private func goldens(_ name: String = "small") throws -> (banned: [String], cases: [[String: Any]]) {
+        let o = try TextFixtures.json("\(name)_postprocess_goldens.json") as! [String: Any]
         return (o["banned_grounding_tokens"] as! [String], o["cases"] as! [[String: Any]])
     }
 
     /// Each case: the ids decode to the golden text, and the parsed answer equals transformers'
     /// (labels exactly; pixels as v5 truncates them, and as floats by the dequantize rule).
     func testMatchesTransformers() throws {
-        let tok = try TextFixtures.smallTokenizer()
-        let (_, cases) = try goldens()
+      for name in TextFixtures.names {
+        let tok = try TextFixtures.tokenizer(name)
+        let (_, cases) = try goldens(name)
         var tasks = Set<Florence2Task>()
         for (n, c) in cases.enumerated() {
             let task = try Florence2Task(token: c["task"] as! String)
@@ -26,25 +27,24 @@ final class PostProcessingTests: XCTestCase {
                                                    imageWidth: size[0], imageHeight: size[1])
             XCTAssertEqual(r.task, task)
             XCTAssertEqual([r.imageWidth, r.imageHeight], size)
-            assertEqual(r, expected: c["expected"]!, "case \(n) \(task.token) \(text.debugDescription)")
+            assertEqual(r, expected: c["expected"]!, "\(name) case \(n) \(task.token) \(text.debugDescription)")
         }
-        XCTAssertEqual(tasks.map(\.resultKind).count, tasks.count)
         XCTAssertEqual(Set(tasks.map(\.resultKind)).count, 7, "every parser kind has goldens")
+      }
     }
 
     func testBannedPhrasesAreTheConversionScriptList() throws {
-        XCTAssertEqual(Florence2PostProcessor.bannedGroundingPhrases, Set(try goldens().banned))
+        XCTAssertEqual(Florence2PostProcessor.bannedGroundingPhrases, Set(try goldens("small").banned))
+        XCTAssertEqual(Florence2PostProcessor.bannedGroundingPhrases, Set(try goldens("florence2").banned))
     }
 
     func testCodableRoundTrip() throws {
-        let tok = try TextFixtures.smallTokenizer()
         for c in try goldens().cases {
             let task = try Florence2Task(token: c["task"] as! String)
             let size = c["image_size"] as! [Int]
             let r = Florence2PostProcessor.process(c["text"] as! String, task: task, imageWidth: size[0], imageHeight: size[1])
             let data = try JSONEncoder().encode(r)
             XCTAssertEqual(try JSONDecoder().decode(Florence2Result.self, from: data), r)
-            _ = tok
         }
         let r = Florence2PostProcessor.process("</s><s>car<loc_52><loc_333><loc_932><loc_774></s>", task: .objectDetection,
                                                imageWidth: 640, imageHeight: 480)

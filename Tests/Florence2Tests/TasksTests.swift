@@ -8,8 +8,9 @@ final class TasksTests: XCTestCase {
     /// Every task's prompt and encoder ids equal the processor's (its input_ids after the 577
     /// `<image>` ids).
     func testPromptsAndEncoderIdsMatchTransformers() throws {
-        let tok = try TextFixtures.smallTokenizer()
-        let cases = try TextFixtures.json("small_tasks_goldens.json") as! [[String: Any]]
+      for name in TextFixtures.names {
+        let tok = try TextFixtures.tokenizer(name)
+        let cases = try TextFixtures.json("\(name)_tasks_goldens.json") as! [[String: Any]]
         var seen = Set<Florence2Task>()
         for c in cases {
             let task = try Florence2Task(token: c["task"] as! String)
@@ -21,6 +22,7 @@ final class TasksTests: XCTestCase {
             XCTAssertEqual(try Florence2Task.parse(raw).prompt, prompt, raw)
         }
         XCTAssertEqual(seen, Set(Florence2Task.allCases))
+      }
     }
 
     func testExpansionsAndKinds() throws {

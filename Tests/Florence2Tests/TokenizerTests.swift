@@ -23,16 +23,20 @@ enum TextFixtures {
         let tokens: [String], merges: [String], types: [Int32], lstrip: Set<String>, rstrip: Set<String>
     }
 
-    static func smallTables() throws -> Tables {
-        let o = try json("small_tokenizer.json") as! [String: Any]
+    /// The two tokenizers with goldens: `small` (trained on a fixed corpus) and `florence2` (the
+    /// real vocabulary, rebuilt offline by Quantization/build_tokenizer.py).
+    static let names = ["small", "florence2"]
+
+    static func tables(_ name: String) throws -> Tables {
+        let o = try json("\(name)_tokenizer.json") as! [String: Any]
         return Tables(tokens: o["tokens"] as! [String], merges: o["merges"] as! [String],
                       types: (o["token_types"] as! [Int]).map(Int32.init),
                       lstrip: Set(o["lstrip"] as! [String]), rstrip: Set(o["rstrip"] as! [String]))
     }
 
-    /// The small trained tokenizer (byte-level BPE, RoBERTa id layout, the Florence-2 added tokens).
-    static func smallTokenizer() throws -> BPETokenizer {
-        let t = try smallTables()
+    /// A fixture tokenizer (byte-level BPE, RoBERTa id layout, the Florence-2 added tokens).
+    static func tokenizer(_ name: String = "small") throws -> BPETokenizer {
+        let t = try tables(name)
         return try BPETokenizer(tokens: t.tokens, merges: t.merges, tokenTypes: t.types,
                                 lstripTokens: t.lstrip, rstripTokens: t.rstrip)
     }
@@ -44,40 +48,58 @@ enum TextFixtures {
 
 final class TokenizerTests: XCTestCase {
     func testEncodeMatchesTransformers() throws {
-        let tok = try TextFixtures.smallTokenizer()
-        let g = try TextFixtures.json("small_tokenizer_goldens.json") as! [String: Any]
-        XCTAssertEqual(tok.count, g["vocab_size"] as? Int)
-        let cases = g["encode"] as! [[String: Any]]
-        XCTAssertGreaterThan(cases.count, 100)
-        for c in cases {
-            let text = c["text"] as! String
-            XCTAssertEqual(tok.encode(text), TextFixtures.ids(c["ids"]), "encode \(text.debugDescription)")
+        for name in TextFixtures.names {
+            let tok = try TextFixtures.tokenizer(name)
+            let g = try TextFixtures.json("\(name)_tokenizer_goldens.json") as! [String: Any]
+            XCTAssertEqual(tok.count, g["vocab_size"] as? Int)
+            let cases = g["encode"] as! [[String: Any]]
+            XCTAssertGreaterThan(cases.count, 100)
+            for c in cases {
+                let text = c["text"] as! String
+                XCTAssertEqual(tok.encode(text), TextFixtures.ids(c["ids"]), "\(name): encode \(text.debugDescription)")
+            }
         }
     }
 
     func testDecodeMatchesTransformers() throws {
-        let tok = try TextFixtures.smallTokenizer()
-        let g = try TextFixtures.json("small_tokenizer_goldens.json") as! [String: Any]
-        for c in g["decode"] as! [[String: Any]] {
-            let ids = TextFixtures.ids(c["ids"])
-            XCTAssertEqual(tok.decode(ids, skipSpecialTokens: false), c["text"] as? String, "decode \(ids)")
-            XCTAssertEqual(tok.decode(ids, skipSpecialTokens: true), c["text_skip_special"] as? String, "decode skipping specials \(ids)")
+        for name in TextFixtures.names {
+            let tok = try TextFixtures.tokenizer(name)
+            let g = try TextFixtures.json("\(name)_tokenizer_goldens.json") as! [String: Any]
+            let cases = g["decode"] as! [[String: Any]]
+            XCTAssertGreaterThan(cases.count, 100)
+            for c in cases {
+                let ids = TextFixtures.ids(c["ids"])
+                XCTAssertEqual(tok.decode(ids, skipSpecialTokens: false), c["text"] as? String, "\(name): decode \(ids)")
+                XCTAssertEqual(tok.decode(ids, skipSpecialTokens: true), c["text_skip_special"] as? String, "\(name): decode skipping specials \(ids)")
+            }
         }
     }
 
     func testFlorenceTokenIds() throws {
-        let tok = try TextFixtures.smallTokenizer()
-        let loc0 = try XCTUnwrap(tok.id(of: "<loc_0>"))
-        for n in [0, 1, 12, 999] { XCTAssertEqual(tok.encode("<loc_\(n)>"), [loc0 + Int32(n)]) }
-        XCTAssertEqual(tok.tokenTypes[Int(loc0)], .control)
-        XCTAssertEqual(tok.encode("<s></s><pad><unk>"), [0, 2, 1, 3])
+        for name in TextFixtures.names {
+            let tok = try TextFixtures.tokenizer(name)
+            let loc0 = try XCTUnwrap(tok.id(of: "<loc_0>"))
+            for n in [0, 1, 12, 999] { XCTAssertEqual(tok.encode("<loc_\(n)>"), [loc0 + Int32(n)]) }
+            XCTAssertEqual(tok.tokenTypes[Int(loc0)], .control)
+            XCTAssertEqual(tok.encode("<s></s><pad><unk>"), [0, 2, 1, 3])
+        }
+        // The real vocabulary: florence2.md 1.9 ids and transformers' integration-test ids for <CAPTION>.
+        let real = try TextFixtures.tokenizer("florence2")
+        XCTAssertEqual(real.count, 51290)
+        XCTAssertEqual(real.id(of: "<od>"), 50265)
+        XCTAssertEqual(real.id(of: "<loc_0>"), 50269)
+        XCTAssertEqual(real.id(of: "<loc_999>"), 51268)
+        XCTAssertEqual(real.id(of: "<and>"), 51288)
+        XCTAssertEqual(real.id(of: "<image>"), 51289)
+        XCTAssertEqual(real.encoderInputIds(prompt: try Florence2Task.caption.prompt()), [0, 2264, 473, 5, 2274, 6190, 116, 2])
     }
 
     /// Random strings over an alphabet rich in the pattern's edge cases: encode equals an ICU-regex
     /// pre-tokenizer plus the textbook BPE loop (merge the lowest-rank pair everywhere, repeat).
     func testEncodeMatchesNaiveReference() throws {
-        let t = try TextFixtures.smallTables()
-        let tok = try TextFixtures.smallTokenizer()
+      for name in TextFixtures.names {
+        let t = try TextFixtures.tables(name)
+        let tok = try TextFixtures.tokenizer(name)
         let ref = try NaiveBPE(tokens: t.tokens, merges: t.merges)
         let alphabet: [String] = ["a", "b", "e", "t", "s", "the", " ", " ", "  ", "\n", "\t", "'", "'s", "'ll", "1", "23",
                                   ".", ",", "!", "é", "ß", "世", "😀", "\u{00a0}", "\u{3000}", "x", "in", "image", "ing"]
@@ -85,12 +107,13 @@ final class TokenizerTests: XCTestCase {
         for _ in 0..<400 {
             var s = ""
             for _ in 0..<Int(rng.next() % 24) { s += alphabet[Int(rng.next() % UInt64(alphabet.count))] }
-            XCTAssertEqual(tok.encode(s), ref.encode(s), "encode \(s.debugDescription)")
+            XCTAssertEqual(tok.encode(s), ref.encode(s), "\(name): encode \(s.debugDescription)")
         }
+      }
     }
 
     func testGGUFMetadataRoundTrip() throws {
-        let t = try TextFixtures.smallTables()
+        let t = try TextFixtures.tables("small")
         var w = GGUFWriter()
         w.add("tokenizer.ggml.model", .string("gpt2"))
         w.add("tokenizer.ggml.tokens", .array(.string(t.tokens)))
@@ -102,7 +125,7 @@ final class TokenizerTests: XCTestCase {
         w.add("tokenizer.ggml.unknown_token_id", .uint32(3))
         let file = try GGUFFile(bytes: w.bytes(), name: "tokenizer-test")
         let tok = try BPETokenizer(file: file)
-        let direct = try TextFixtures.smallTokenizer()
+        let direct = try TextFixtures.tokenizer("small")
         XCTAssertEqual(tok.tokens, direct.tokens)
         for s in ["What does the image describe?", "a   <mask> b", "car<loc_52><loc_333>", "😀 ñandú"] {
             XCTAssertEqual(tok.encode(s), direct.encode(s))
@@ -137,13 +160,16 @@ final class TokenizerTests: XCTestCase {
         XCTAssertEqual(tiny.encode("abcab<s>"), [2, 2, 3])
     }
 
-    /// Rough timing (noisy machine): encoding a 2000-word text.
+    /// Rough timing (noisy machine): building the real tokenizer, encoding a 2000-word text.
     func testEncodeSpeed() throws {
-        let tok = try TextFixtures.smallTokenizer()
-        let text = String(repeating: "A red stop sign stands at the corner of the street, next to a blue mailbox. ", count: 130)
+        let t = try TextFixtures.tables("florence2")
         let t0 = Date()
+        let tok = try BPETokenizer(tokens: t.tokens, merges: t.merges, tokenTypes: t.types)
+        print("build: \(t.tokens.count) tokens, \(t.merges.count) merges in \(String(format: "%.0f", Date().timeIntervalSince(t0) * 1000)) ms (rough)")
+        let text = String(repeating: "A red stop sign stands at the corner of the street, next to a blue mailbox. ", count: 130)
+        let t1 = Date()
         let ids = tok.encode(text)
-        let dt = Date().timeIntervalSince(t0)
+        let dt = Date().timeIntervalSince(t1)
         print("encode: \(text.unicodeScalars.count) scalars -> \(ids.count) ids in \(String(format: "%.2f", dt * 1000)) ms (rough)")
         XCTAssertEqual(tok.decode(ids, skipSpecialTokens: false), text)
     }
