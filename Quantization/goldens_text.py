@@ -186,6 +186,25 @@ ENCODE_TEXTS = [
 ]
 
 
+# Pieces for seeded random strings: every class of the pre-tokenizer pattern and its edges
+# (combining marks, modifier letters, letter/other numbers, the Unicode spaces, controls),
+# fragments of added tokens, and words of the vocabulary.
+FUZZ_PIECES = [
+    "a", "Z", "the", " the", "image", "ing", " ", "  ", "\t", "\n", "\r\n", "\x0b", "\x0c", "\x1c", "\x85",
+    "\u00a0", "\u1680", "\u2002", "\u200a", "\u2028", "\u202f", "\u205f", "\u3000", "\u200b", "\u180e", "\ufeff",
+    "'", "'s", "'t", "'re", "'ve", "'m", "'ll", "'d", "'x", "0", "42", "\u0663", "\u2167", "\u00b2", "\u00bd",
+    ".", ",", "!", "?", "-", "_", "$", "\u20ac", "\u00e9", "e\u0301", "\u0301", "\u02b0", "\u01c5", "\u00df",
+    "\u4e16", "\u3042", "\uac00", "\u0645", "\u05e9", "\u0928\u094d", "\U0001F600", "\U0001F3FD", "\u200d",
+    "\U0001D518", "\x00", "\x7f", "<", ">", "<loc_", "<loc_7>", "<s>", "</s", "<pad>", "<mask>", "<sep>", "<poly>",
+]
+
+
+def fuzz_texts(n=200, seed=1234):
+    import random
+    rng = random.Random(seed)
+    return ["".join(rng.choice(FUZZ_PIECES) for _ in range(rng.randrange(1, 20))) for _ in range(n)]
+
+
 def decode_cases(tok, encoded):
     """id sequences to decode: every encoded case, Florence-2 outputs, split multi-byte characters."""
     cases = [ids for ids in encoded if ids]
@@ -300,9 +319,32 @@ POST_CASES = [
 ]
 
 
+# Pieces for seeded random decoder outputs: loc tokens (most often), words, the markers the
+# parsers look for or remove, whitespace and newlines.
+POST_FUZZ_PIECES = (
+    ["<loc_%d>" % b for b in (0, 1, 5, 52, 333, 500, 774, 932, 999)] * 6
+    + ["<loc_10><loc_20><loc_110><loc_20>", "<loc_500><loc_52><loc_999><loc_0>"] * 4
+    + ["car", "a dog", " the image", "it", " wheel ", "caf\u00e9", "\u00fc", " ", "  ", "\n", "\t", "<s>", "</s>",
+       "<pad>", "<sep>", "<poly>", "</poly>", "<od>", "</od>", "<obj>", "<ground>", "<", ">", "loc_", "<loc_", "_3>"]
+)
+
+
+def post_fuzz_cases(n_per_task=10, seed=99):
+    import random
+    rng = random.Random(seed)
+    tasks = [t for t, _ in TASK_INPUTS[:8]] + [t for t, _ in TASK_INPUTS[8:] if t != "<CAPTION_TO_PHRASE_GROUNDING>"] + ["<CAPTION_TO_PHRASE_GROUNDING>"]
+    sizes = [(640, 480), (1920, 1080), (333, 777), (1, 1), (4032, 3024)]
+    out = []
+    for task in tasks:
+        for _ in range(n_per_task):
+            text = "".join(rng.choice(POST_FUZZ_PIECES) for _ in range(rng.randrange(1, 40)))
+            out.append((task, text, rng.choice(sizes)))
+    return out
+
+
 def post_cases(proc, tok):
     out = []
-    for task, text, size in POST_CASES:
+    for task, text, size in POST_CASES + post_fuzz_cases():
         ids = tok.encode(text, add_special_tokens=False)
         decoded = tok.decode(ids, skip_special_tokens=False)
         assert decoded == text, (decoded, text)
@@ -341,11 +383,12 @@ def main():
     dump(f"{name}_tokenizer.json", {"tokens": tokens, "merges": merges, "token_types": types,
                                         "lstrip": lstrip, "rstrip": rstrip})
 
-    encoded = [tok.encode(t, add_special_tokens=False) for t in ENCODE_TEXTS]
-    dec = decode_cases(tok, encoded)
+    texts = ENCODE_TEXTS + fuzz_texts()
+    encoded = [tok.encode(t, add_special_tokens=False) for t in texts]
+    dec = decode_cases(tok, encoded[:len(ENCODE_TEXTS)])
     dump(f"{name}_tokenizer_goldens.json", {
         "vocab_size": len(tok),
-        "encode": [{"text": t, "ids": ids} for t, ids in zip(ENCODE_TEXTS, encoded)],
+        "encode": [{"text": t, "ids": ids} for t, ids in zip(texts, encoded)],
         "decode": [{"ids": ids,
                     "text": tok.decode(ids, skip_special_tokens=False),
                     "text_skip_special": tok.decode(ids, skip_special_tokens=True)} for ids in dec],
