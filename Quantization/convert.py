@@ -306,10 +306,15 @@ def read_tokenizer(d):
         at = load_json(os.path.join(d, "added_tokens.json"), required=False) or {}
         known = {i for i, _, _ in added}
         specials = set(tc.get("extra_special_tokens") or tc.get("additional_special_tokens") or [])
-        specials |= {tc.get(k) for k in ("bos_token", "eos_token", "unk_token", "pad_token", "mask_token", "image_token")}
+        specials |= {tc.get(k) for k in ("bos_token", "eos_token", "unk_token", "pad_token", "mask_token", "sep_token",
+                                         "cls_token", "image_token") if isinstance(tc.get(k), str)}
         for content, i in at.items():
             if i not in known:
                 added.append((int(i), content, content in specials))
+                known.add(int(i))
+        for content in specials:  # named special tokens that live in vocab.json (<s>, <pad>, </s>, <unk>, <mask>)
+            if content in vocab and vocab[content] not in known:
+                added.append((int(vocab[content]), content, True))
         source = "vocab.json + merges.txt"
     id_to_tok = {}
     for tok, i in vocab.items():
