@@ -1,0 +1,98 @@
+// Florence-2 in Swift against transformers 5.23.0 on the tiny seeded fixtures made by
+// Quantization/make_fixtures.py: per-stage tensors, encoder output, teacher-forced logits, and the
+// generated ids of greedy and 3-beam search.
+import Foundation
+import XCTest
+@testable import Compute
+@testable import Florence2
+
+final class Florence2ParityTests: XCTestCase {
+    struct Settings: Decodable {
+        let num_beams: Int
+        let no_repeat_ngram_size: Int
+        let min_new_tokens: Int
+        let max_new_tokens: Int
+    }
+    struct Generated: Decodable { let ids: [Int32]; let settings: Settings }
+    struct Prompt: Decodable {
+        let prompt_ids: [Int32]
+        let generate: [String: Generated]
+    }
+    struct Ids: Decodable { let prompts: [String: Prompt]; let decoder_inputs: [Int32] }
+    struct Size: Decodable { let height: Int; let width: Int }
+    struct Manifest: Decodable { let image_size_processed: Size }
+
+    static let pool = WorkerPool(threads: 2)
+
+    private func fixture(_ name: String) throws -> URL {
+        Bundle.module.resourceURL!.appendingPathComponent("Fixtures/\(name)")
+    }
+
+    private func load(_ name: String, precision: String = "fp32") throws -> (Florence2Model, Ids, Manifest) {
+        let dir = try fixture(name)
+        let ids = try JSONDecoder().decode(Ids.self, from: Data(contentsOf: dir.appendingPathComponent("ids.json")))
+        let manifest = try JSONDecoder().decode(Manifest.self, from: Data(contentsOf: dir.appendingPathComponent("manifest.json")))
+        let path = dir.appendingPathComponent("\(name)-\(precision).gguf").path
+        let probe = try GGUFFile(path: path)
+        let config = try Florence2Config(file: probe)
+        var limits = Florence2Limits(config: config, threads: 2)
+        limits.maxPromptTokens = 32
+        limits.maxNewTokens = 40
+        limits.numBeams = 3
+        let file = try Florence2ModelFile(path: path, limits: limits, threads: 2, budgetBytes: nil)
+        return (try Florence2Model(file: file, pool: Self.pool), ids, manifest)
+    }
+
+    /// Copies a golden `.npy` into a fresh arena tensor.
+    private func tensor(_ a: NPYArray, arena: Arena) throws -> Tensor {
+        let t = try arena.tensor(Shape(a.shape))
+        t.copy(from: a.values)
+        return t
+    }
+
+    private func checkFixture(_ name: String) throws {
+        let (model, ids, _) = try load(name)
+        let scratch = Arena(capacity: 8 << 20)
+        let pixels = try tensor(Golden.npy("\(name)/pixel_values.npy"), arena: scratch)
+        for (task, goldenName) in [("<OD>", "encoder_od"), ("<CAPTION>", "encoder_caption")] {
+            guard let prompt = ids.prompts[task] else { return XCTFail("\(name): no \(task) in ids.json") }
+            XCTAssertEqual(model.promptIds(try Florence2Task(token: task).prompt()), prompt.prompt_ids, "\(name) \(task) prompt ids")
+            var seen: [String: [Float]] = [:]
+            try model.encode(pixels: pixels, promptIds: prompt.prompt_ids) { key, t in seen[key] = t.toArray() }
+            if task == "<OD>" {
+                for s in 0..<4 {
+                    Golden.assertClose(seen["conv\(s)"] ?? [], try Golden.npy("\(name)/conv\(s).npy").values, tolerance: 1e-4, "\(name) conv\(s)")
+                    // 1e-4 absolute, except where the reference itself cannot resolve it: tiny-deep's
+                    // stage 2 residual stream reaches |x| = 218 and transformers' fp32 output differs
+                    // from its own float64 run by 2.3e-4 there (Quantization/fp32_resolution.py), so
+                    // the bound is that floor plus our share, 3e-4.
+                    let stageTolerance: Float = (name == "tiny-deep" && s == 2) ? 3e-4 : 1e-4
+                    Golden.assertClose(seen["stage\(s)"] ?? [], try Golden.npy("\(name)/stage\(s).npy").values,
+                                       tolerance: stageTolerance, "\(name) stage\(s)")
+                }
+                Golden.assertClose(seen["projector"] ?? [], try Golden.npy("\(name)/projector.npy").values, tolerance: 1e-4, "\(name) projector")
+            }
+            Golden.assertClose(seen["encoder"] ?? [], try Golden.npy("\(name)/\(goldenName).npy").values, tolerance: 1e-4, "\(name) \(goldenName)")
+            for (mode, g) in prompt.generate.sorted(by: { $0.key < $1.key }) {
+                var p = GenerationParameters(config: model.file.config.generation, maxNewTokens: g.settings.max_new_tokens)
+                p.numBeams = g.settings.num_beams
+                p.noRepeatNgramSize = g.settings.no_repeat_ngram_size
+                p.minNewTokens = g.settings.min_new_tokens
+                XCTAssertEqual(try model.generate(p), g.ids, "\(name) \(task) \(mode)")
+            }
+            if task == "<CAPTION>" {
+                let golden = try Golden.npy("\(name)/decoder_logits_caption.npy")
+                let out = try scratch.tensor(Shape(golden.shape))
+                try model.teacherForcedLogits(decoderIds: ids.decoder_inputs, into: out)
+                Golden.assertClose(out.toArray(), golden.values, tolerance: 1e-4, "\(name) teacher-forced logits")
+            }
+        }
+        // The plan held: neither arena went past what was planned for it.
+        XCTAssertLessThanOrEqual(model.file.arena.highWater, model.file.arena.capacity)
+        XCTAssertLessThanOrEqual(model.context.scratch.highWater, model.context.scratch.capacity)
+    }
+
+    func testTinyPadMatchesTransformers() throws { try checkFixture("tiny-pad") }
+    func testTinyRectMatchesTransformers() throws { try checkFixture("tiny-rect") }
+    func testTinyDeepMatchesTransformers() throws { try checkFixture("tiny-deep") }
+}
