@@ -159,3 +159,43 @@ public final class Florence2Model {
     private static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
     private static func ms(since t: UInt64) -> Double { Double(now() - t) / 1e6 }
 }
+
+// MARK: - One image, one task
+
+/// Everything one `run` produced.
+public struct Florence2Inference: Sendable {
+    /// The task.
+    public let task: Florence2Task
+    /// The expanded prompt the encoder saw.
+    public let prompt: String
+    /// The generated ids as transformers' `generate` returns them.
+    public let tokenIds: [Int32]
+    /// The ids decoded without skipping special tokens (as the post-processor reads them).
+    public let text: String
+    /// The parsed result in the original image's pixel coordinates.
+    public let result: Florence2Result
+    /// Where the time went.
+    public let timings: Florence2Timings
+}
+
+extension Florence2Model {
+    /// Runs `task` (with `text`, for tasks that take input) on `image`: preprocess, encode,
+    /// generate, post-process. Allocates only its returned values.
+    public func run<P: RGBPixels>(image: P, task: Florence2Task, text: String?, parameters: GenerationParameters) throws -> Florence2Inference {
+        let prompt = try task.prompt(text: text)
+        let ids = promptIds(prompt)
+        let arena = file.arena
+        let mark = arena.mark()
+        defer { arena.reset(to: mark) }
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let pixels = try processor.process(image, arena: arena)
+        let pre = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
+        try encode(pixels: pixels, promptIds: ids)
+        let out = try generate(parameters)
+        var t = timings
+        t.preprocessMs = pre
+        let decoded = tokenizer.decode(out, skipSpecialTokens: false)
+        let result = Florence2PostProcessor.process(decoded, task: task, imageWidth: image.width, imageHeight: image.height)
+        return Florence2Inference(task: task, prompt: prompt, tokenIds: out, text: decoded, result: result, timings: t)
+    }
+}
