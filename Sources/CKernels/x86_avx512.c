@@ -14,7 +14,7 @@
 #define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512dq")))
 #define INLINE __attribute__((always_inline)) inline
 
-enum { MR = 6, NR = 4, SMALL_M = 4, PREFETCH = 1024 };
+enum { MR = 6, NR = 4, SMALL_M = 4, PREFETCH = 4096 };
 #define STREAM_BYTES (4.0 * 1024 * 1024) /* outputs beyond this leave the caches anyway */
 
 /* MARK: - Quantization (stores q ^ 0x80) */

@@ -1,6 +1,7 @@
 // The DaViT vision tower: mirrors transformers' `Florence2VisionBackbone` (ConvEmbed stages of
 // `Florence2VisionBlock`s, each a spatial block then a channel block), channels-last.
 import Compute
+import Foundation
 
 // MARK: - Weights
 
@@ -104,7 +105,7 @@ final class DaViT {
             if e.prenorm { Ops.layerNorm(cur, weight: e.normWeight, bias: e.normBias, eps: eps, into: cur, context: ctx) }
             let outBuf = curIsA ? bufferB : bufferA
             let y = outBuf.rows(0..<(h * w * c)).reshaped(Shape(h, w, c))
-            try Ops.conv2d(cur, weight: e.weight, bias: e.bias, stride: e.stride, padding: e.padding, into: y, context: ctx)
+            try Profile.time("conv") { try Ops.conv2d(cur, weight: e.weight, bias: e.bias, stride: e.stride, padding: e.padding, into: y, context: ctx) }
             if !e.prenorm { Ops.layerNorm(y, weight: e.normWeight, bias: e.normBias, eps: eps, into: y, context: ctx) }
             observe?("conv\(s)", y)
             cur = y
@@ -122,7 +123,7 @@ final class DaViT {
     /// `x = x + dw(x)` into the other buffer, then swap (ConvPosEnc).
     private func positional(_ wt: Tensor, _ b: Tensor, _ cur: inout Tensor, _ other: inout Tensor, _ curIsA: inout Bool,
                             ctx: ComputeContext) throws {
-        try Ops.depthwiseConv3x3(cur, weight: wt, bias: b, into: other, residual: true, context: ctx)
+        try Profile.time("dwconv") { try Ops.depthwiseConv3x3(cur, weight: wt, bias: b, into: other, residual: true, context: ctx) }
         swap(&cur, &other)
         curIsA.toggle()
     }
@@ -140,11 +141,11 @@ final class DaViT {
         while r0 < n {
             let m = min(b, n - r0)
             let x = tokens.rows(r0..<(r0 + m)), a = t1.rows(0..<m), hdn = t2.rows(0..<m), o = t3.rows(0..<m)
-            Ops.layerNorm(x, weight: p.ln2W, bias: p.ln2B, eps: eps, into: a, context: ctx)
-            try p.fc1.forward(a, into: hdn, context: ctx)
-            Ops.gelu(hdn, context: ctx)
-            try p.fc2.forward(hdn, into: o, context: ctx)
-            Ops.addInPlace(x, o, context: ctx)
+            Profile.time("ln") { Ops.layerNorm(x, weight: p.ln2W, bias: p.ln2B, eps: eps, into: a, context: ctx) }
+            try Profile.time("fc1") { try p.fc1.forward(a, into: hdn, context: ctx) }
+            Profile.time("gelu") { Ops.gelu(hdn, context: ctx) }
+            try Profile.time("fc2") { try p.fc2.forward(hdn, into: o, context: ctx) }
+            Profile.time("add") { Ops.addInPlace(x, o, context: ctx) }
             r0 += m
         }
     }
@@ -156,7 +157,7 @@ final class DaViT {
         let h = cur.shape[0], w = cur.shape[1]
         try positional(p.cpe0W, p.cpe0B, &cur, &other, &curIsA, ctx: ctx)
         // LN1 over the real tokens; windows are padded with zeros after the norm.
-        Ops.layerNorm(cur, weight: p.ln1W, bias: p.ln1B, eps: eps, into: other, context: ctx)
+        Profile.time("ln") { Ops.layerNorm(cur, weight: p.ln1W, bias: p.ln1B, eps: eps, into: other, context: ctx) }
         let nWin = Ops.windowCount(height: h, width: w, window: ws)
         let batch = max(1, min(nWin, blockTokens / t))
         let mark = arena.mark()
@@ -166,11 +167,11 @@ final class DaViT {
         while w0 < nWin {
             let nb = min(batch, nWin - w0), m = nb * t
             let wv = win.rows(0..<m), qv = qkv.rows(0..<m), av = att.rows(0..<m)
-            Ops.windowGather(other, window: ws, windows: w0..<(w0 + nb), into: wv, context: ctx)
-            try p.qkv.forward(wv, into: qv, context: ctx)
-            try Attention.window(qkv: qv.reshaped(Shape(nb, t, 3 * c)), heads: stage.heads, out: av.reshaped(Shape(nb, t, c)), context: ctx)
-            try p.proj.forward(av, into: wv, context: ctx)
-            Ops.windowScatterAdd(wv, window: ws, windows: w0..<(w0 + nb), into: cur, context: ctx)
+            Profile.time("gather") { Ops.windowGather(other, window: ws, windows: w0..<(w0 + nb), into: wv, context: ctx) }
+            try Profile.time("qkv") { try p.qkv.forward(wv, into: qv, context: ctx) }
+            try Profile.time("winattn") { try Attention.window(qkv: qv.reshaped(Shape(nb, t, 3 * c)), heads: stage.heads, out: av.reshaped(Shape(nb, t, c)), context: ctx) }
+            try Profile.time("proj") { try p.proj.forward(av, into: wv, context: ctx) }
+            Profile.time("scatter") { Ops.windowScatterAdd(wv, window: ws, windows: w0..<(w0 + nb), into: cur, context: ctx) }
             w0 += nb
         }
         arena.reset(to: mark)
@@ -184,17 +185,34 @@ final class DaViT {
         let c = stage.channels
         try positional(p.cpe0W, p.cpe0B, &cur, &other, &curIsA, ctx: ctx)
         let n = cur.count / c
-        Ops.layerNorm(cur, weight: p.ln1W, bias: p.ln1B, eps: eps, into: other, context: ctx)
+        Profile.time("ln") { Ops.layerNorm(cur, weight: p.ln1W, bias: p.ln1B, eps: eps, into: other, context: ctx) }
         let normed = other.reshaped(Shape(n, c))
         let mark = arena.mark()
         let qkv = try arena.tensor(Shape(n, 3 * c))
-        try p.qkv.forward(normed, into: qkv, context: ctx)
-        try Attention.channel(qkv: qkv, groups: stage.groups, out: normed, context: ctx)  // LN1 output no longer needed
+        try Profile.time("qkv") { try p.qkv.forward(normed, into: qkv, context: ctx) }
+        try Profile.time("chattn") { try Attention.channel(qkv: qkv, groups: stage.groups, out: normed, context: ctx) }  // LN1 output no longer needed
         let projected = qkv.rows(0..<n).reshaped(Shape(n * 3, c)).rows(0..<n)
-        try p.proj.forward(normed, into: projected, context: ctx)
+        try Profile.time("proj") { try p.proj.forward(normed, into: projected, context: ctx) }
         Ops.addInPlace(cur.reshaped(Shape(n, c)), projected, context: ctx)
         arena.reset(to: mark)
         try positional(p.cpe1W, p.cpe1B, &cur, &other, &curIsA, ctx: ctx)
         try mlp(p, stage, cur, arena: arena, ctx: ctx, blockTokens: blockTokens)
+    }
+}
+
+/// Debug timing per op kind (OCELLUS_PROFILE=1); off by default.
+enum Profile {
+    nonisolated(unsafe) static let on = getenv("OCELLUS_PROFILE") != nil
+    nonisolated(unsafe) static var totals: [String: Double] = [:]
+    @inline(__always) static func time<R>(_ key: String, _ body: () throws -> R) rethrows -> R {
+        if !on { return try body() }
+        let t = DispatchTime.now().uptimeNanoseconds
+        let r = try body()
+        totals[key, default: 0] += Double(DispatchTime.now().uptimeNanoseconds - t) / 1e6
+        return r
+    }
+    static func report() {
+        guard on else { return }
+        for (k, v) in totals.sorted(by: { $0.value > $1.value }) { print(String(format: "profile %-8@ %8.1f ms", k as NSString, v)) }
     }
 }

@@ -199,3 +199,8 @@ extension Florence2Model {
         return Florence2Inference(task: task, prompt: prompt, tokenIds: out, text: decoded, result: result, timings: t)
     }
 }
+
+extension Florence2Model {
+    /// Prints the per-op vision timings when OCELLUS_PROFILE is set (debugging).
+    public static func profileReport() { Profile.report() }
+}

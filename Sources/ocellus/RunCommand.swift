@@ -82,6 +82,7 @@ struct RunCommand: ParsableCommand {
         let t1 = DispatchTime.now().uptimeNanoseconds
         let out = try engine.run(image: picture, task: task, text: text, parameters: p)
         let totalMs = Double(DispatchTime.now().uptimeNanoseconds - t1) / 1e6
+        Florence2Model.profileReport()
         let rss = peakRSSBytes()
         if json {
             var obj: [String: Any] = [
