@@ -123,9 +123,17 @@ def build_model(spec):
                 bos_token_id=0, eos_token_id=2, pad_token_id=1, decoder_start_token_id=2, forced_eos_token_id=2)
     cfg = Florence2Config(vision_config=Florence2VisionConfig(**vision), text_config=BartConfig(**text), image_token_id=51289)
     model = Florence2ForConditionalGeneration(cfg).eval()
-    # Re-draw every parameter so that nothing is trivially 0 or 1 (HF zero-inits biases and sets
-    # norms to 1, which would hide a swapped weight/bias) and attention logits are O(1).
-    g = torch.Generator().manual_seed(spec["seed"] + 1)
+    redraw_parameters(model, spec["seed"] + 1)
+    for k, v in GENERATION.items():
+        setattr(model.generation_config, k, v)
+    return model
+
+
+def redraw_parameters(model, seed):
+    """Re-draws every parameter so that nothing is trivially 0 or 1 (HF zero-inits biases and sets
+    norms to 1, which would hide a swapped weight/bias) and attention logits are O(1)."""
+    import torch
+    g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in sorted(model.named_parameters()):
             if name.endswith("bias"):
@@ -138,9 +146,6 @@ def build_model(spec):
                 fan_in = p[0].numel()
                 p.copy_(torch.randn(p.shape, generator=g) / fan_in ** 0.5)
     model.tie_weights()
-    for k, v in GENERATION.items():
-        setattr(model.generation_config, k, v)
-    return model
 
 
 def feature_sides(spec):

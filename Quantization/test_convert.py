@@ -111,8 +111,13 @@ def write_ms_checkpoint(hf, ms):
     pre = dict(proc["image_processor"])
     pre["processor_class"] = "Florence2Processor"
     json.dump(pre, open(os.path.join(ms, "preprocessor_config.json"), "w"), indent=1)
-    for f in ("vocab.json", "merges.txt", "added_tokens.json", "tokenizer_config.json"):
+    # facebook/bart-large's tokenizer files, as the Microsoft repositories ship them: the
+    # Florence-2 tokens are added by the Microsoft processor at run time, not stored.
+    for f in ("vocab.json", "merges.txt"):
         shutil.copy(os.path.join(HERE, "tokenizer", f), ms)
+    json.dump({"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>",
+               "sep_token": "</s>", "cls_token": "<s>", "tokenizer_class": "BartTokenizer"},
+              open(os.path.join(ms, "tokenizer_config.json"), "w"))
 
 
 # MARK: - Checks
@@ -197,8 +202,30 @@ def main():
         for line in ("ignored language_model.final_logits_bias", "ignored language_model.lm_head.weight"):
             if line not in r.stdout:
                 fail(f"convert did not report '{line}'")
+        # 3b. Microsoft vocabulary size: 51289 embedding rows, <image> without a row.
+        ms2 = os.path.join(tmp, "ms51289")
+        shutil.copytree(ms, ms2)
+        from safetensors.numpy import save_file
+        st = convert.load_state_dict(ms2)
+        for k in ("language_model.model.shared.weight", "language_model.model.encoder.embed_tokens.weight",
+                  "language_model.model.decoder.embed_tokens.weight", "language_model.lm_head.weight"):
+            st[k] = np.ascontiguousarray(st[k][:51289])
+        st["language_model.final_logits_bias"] = np.zeros((1, 51289), np.float32)
+        save_file(st, os.path.join(ms2, "model.safetensors"))
+        mc = json.load(open(os.path.join(ms2, "config.json")))
+        mc["text_config"]["vocab_size"] = mc["vocab_size"] = 51289
+        json.dump(mc, open(os.path.join(ms2, "config.json"), "w"))
+        out2 = os.path.join(tmp, "ms51289.gguf")
+        r = run_convert(ms2, out2, "int8")
+        if r.returncode != 0:
+            fail(f"convert Microsoft 51289-row layout: {r.stderr}")
+        t2, m2 = read_gguf(out2)
+        if m2["florence2.text.vocab_size"][1] != 51289 or len(m2["tokenizer.ggml.tokens"][1]) != 51290 \
+                or m2["tokenizer.ggml.tokens"][1][51289] != "<image>" or t2["t.embed.scale"].shape != (51289,):
+            fail("Microsoft 51289-row layout: wrong vocabulary metadata")
         print("ok 3: Microsoft key names, transposed image_projection, tied copies, zero final_logits_bias, "
-              "preprocessor_config.json and vocab.json+merges.txt give identical tensors and metadata")
+              "preprocessor_config.json and bart-large vocab.json+merges.txt (Florence-2 tokens added by the converter) "
+              "give identical tensors and metadata; 51289 embedding rows with <image> past them convert")
         # 4. Refusals.
         out = os.path.join(tmp, "refused.gguf")
         r = run_convert(hf, out, "int8", ["--max-rel-error", "1e-6"])
