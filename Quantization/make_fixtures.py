@@ -335,6 +335,49 @@ def int8_weight_reference(model, gguf_path, px, inp, spec, save):
     return replaced
 
 
+TOKENIZER_TEXTS = [
+    "What does the image describe?", " leading space", "two  spaces and\ttab\nnewline\n\n", "trailing space ",
+    "Don't you're we'll it's I'd they've", "numbers 1234567 3.14159 2026-12-01", "UPPER lower MiXeD",
+    "Grüße aus München, naïve café", "東京タワーと富士山", "emoji 🙂👍🏽 and symbols ©®™ — “quotes”",
+    "a car<loc_52><loc_333><loc_999><loc_0>", "<s>prompt</s><pad><unk>", "<od>person</od><poly><sep></poly>",
+    "a red car parked next to a white building", "STOP sign, 'SLOW' sign; (parens) [brackets] {braces}",
+    "   ", "", "x" * 40, "supercalifragilisticexpialidocious antidisestablishmentarianism",
+    "<image><image>The", "café<loc_5>straße", "line1\r\nline2", "ñ", "\u00a0nbsp\u2003emspace",
+]
+TASKS = ["<OCR>", "<OCR_WITH_REGION>", "<CAPTION>", "<DETAILED_CAPTION>", "<MORE_DETAILED_CAPTION>", "<OD>",
+         "<DENSE_REGION_CAPTION>", "<REGION_PROPOSAL>", "<CAPTION_TO_PHRASE_GROUNDING>A green car parked in front of a yellow building.",
+         "<REFERRING_EXPRESSION_SEGMENTATION>a green car", "<REGION_TO_SEGMENTATION><loc_702><loc_575><loc_866><loc_772>",
+         "<OPEN_VOCABULARY_DETECTION>a green car", "<REGION_TO_CATEGORY><loc_52><loc_332><loc_932><loc_774>",
+         "<REGION_TO_DESCRIPTION><loc_52><loc_332><loc_932><loc_774>", "<REGION_TO_OCR><loc_1><loc_2><loc_3><loc_4>",
+         "What is this?"]
+
+
+def write_tokenizer_cases(path, versions):
+    """Encode/decode cases of the real tokenizer and the processor's task-prompt expansion."""
+    from transformers import AutoTokenizer, CLIPImageProcessorPil, Florence2Processor
+    tok = AutoTokenizer.from_pretrained(TOKENIZER_DIR)
+    proc = Florence2Processor(image_processor=CLIPImageProcessorPil(image_seq_length=577), tokenizer=tok)
+    encode = []
+    for text in TOKENIZER_TEXTS:
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        encode.append({"text": text, "ids": ids, "tokens": tok.convert_ids_to_tokens(ids),
+                       "decoded": tok.decode(ids, skip_special_tokens=False)})
+    prompts = []
+    for task in TASKS:
+        expanded = proc._construct_prompts(task)[0]
+        ids = tok(tok.bos_token + expanded + tok.eos_token, add_special_tokens=False)["input_ids"]
+        prompts.append({"task": task, "prompt": expanded, "ids": ids})
+    decode = []
+    for ids in ([2, 0, 2335, 50269 + 52, 50269 + 333, 50269 + 999, 50269, 2], [0, 574, 22486, 5, 2274, 2, 1, 1],
+                [2, 0, 50265, 621, 50266, 51285, 50269 + 7, 50279, 51279, 51286, 2], [0, 10, 1437, 1437, 5, 2], [50108, 50109, 50110, 50111]):
+        decode.append({"ids": ids, "with_special": tok.decode(ids, skip_special_tokens=False),
+                       "without_special": tok.decode(ids, skip_special_tokens=True)})
+    dump_json({"tokenizer": "Quantization/tokenizer (build_tokenizer.py)", "versions": versions,
+               "encode_note": "ids of tokenizer(text, add_special_tokens=False)",
+               "prompt_note": "Florence2Processor task expansion, then '<s>' + prompt + '</s>' tokenized without added specials",
+               "encode": encode, "prompts": prompts, "decode": decode}, path)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="Tests/Florence2Tests/Fixtures")
@@ -356,6 +399,7 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     image_path = os.path.join(a.out, IMAGE_NAME)
     write_test_image(image_path)
+    write_tokenizer_cases(os.path.join(a.out, "tokenizer-cases.json"), versions)
     for spec in FIXTURES:
         if a.only and spec["name"] != a.only:
             continue
