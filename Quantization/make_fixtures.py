@@ -168,13 +168,14 @@ def hwc(t):
     return np.ascontiguousarray(t[0].permute(1, 2, 0).detach().cpu().numpy().astype(np.float32))
 
 
-def make_fixture(spec, out_root, hf_root, image_path, versions):
+def make_fixture(spec, out, hf, image_path, versions, gguf_paths=None):
+    """Builds spec's model, saves it (HF layout) to `hf`, writes the reference outputs to `out` and
+    converts it; each GGUF goes to gguf_paths[precision] if given, else to `out` for the
+    precisions the spec commits and to `hf` for the others."""
     import torch
     from PIL import Image
     from transformers import AutoTokenizer, CLIPImageProcessorPil, Florence2Processor
     name = spec["name"]
-    out = os.path.join(out_root, name)
-    hf = os.path.join(hf_root, name)
     for d in (out, hf):
         if os.path.exists(d):
             shutil.rmtree(d)
@@ -272,16 +273,23 @@ def make_fixture(spec, out_root, hf_root, image_path, versions):
     conv_log = {}
     for prec in ("fp32", "int8"):
         lines = []
-        target = os.path.join(out, f"{name}-{prec}.gguf") if prec in spec["precisions"] else os.path.join(hf, f"{name}-{prec}.gguf")
+        if gguf_paths:
+            target = gguf_paths[prec]
+        elif prec in spec["precisions"]:
+            target = os.path.join(out, f"{name}-{prec}.gguf")
+        else:
+            target = os.path.join(hf, f"{name}-{prec}.gguf")
         info = convert.convert(hf, target, prec, convert.DEFAULT_MAX_REL_ERROR, log=lines.append)
-        conv_log[prec] = {"file": os.path.relpath(target, out) if prec in spec["precisions"] else None,
+        in_out = os.path.dirname(target) == out
+        conv_log[prec] = {"file": os.path.relpath(target, out) if in_out else (target if gguf_paths else None),
                           "worst_rel_error": info["worst_rel_error"], "worst_tensor": info["worst_tensor"],
                           "kept_fp32": info["kept_fp32"]}
         if prec == "int8":
             int8_lines = [l for l in lines if l.startswith("int8 ")]
             conv_log[prec]["int8_tensors"] = len(int8_lines)
     if "int8" in spec["precisions"]:
-        int8_weight_reference(model, os.path.join(out, f"{name}-int8.gguf"), px, enc_inputs["<CAPTION>"], spec, save)
+        int8_path = gguf_paths["int8"] if gguf_paths else os.path.join(out, f"{name}-int8.gguf")
+        int8_weight_reference(model, int8_path, px, enc_inputs["<CAPTION>"], spec, save)
     manifest = {
         "fixture": name,
         "seed": spec["seed"], "parameter_seed": spec["seed"] + 1,
@@ -403,7 +411,7 @@ def main():
     for spec in FIXTURES:
         if a.only and spec["name"] != a.only:
             continue
-        m = make_fixture(spec, a.out, a.hf_root, image_path, versions)
+        m = make_fixture(spec, os.path.join(a.out, spec["name"]), os.path.join(a.hf_root, spec["name"]), image_path, versions)
         c = m["conversion"]
         print(f"{spec['name']}: feature maps {m['feature_sides_hw']}, {m['image_tokens']} image tokens; int8 worst error "
               f"{c['int8']['worst_rel_error'] * 100:.3f} % ({c['int8']['worst_tensor']}), kept fp32: {c['int8']['kept_fp32'] or 'none'}")
