@@ -10,7 +10,6 @@
 # Needs numpy, safetensors, gguf==0.19.0 (torch only for a pytorch_model.bin checkpoint).
 import argparse
 import json
-import math
 import os
 import re
 import sys
@@ -334,6 +333,20 @@ def read_tokenizer(d):
     for m in merges:
         if len(m.split(" ")) != 2:
             raise ConvertError(f"{source}: merge {m!r} is not 'left right'")
+    # A Microsoft checkpoint's tokenizer files are facebook/bart-large's (50265 tokens): its
+    # processor adds the 1024 Florence-2 tokens at run time. Add them (and `<image>`) here.
+    from build_tokenizer import BASE_VOCAB, IMAGE_TOKEN, florence2_added_tokens
+    extra = florence2_added_tokens()
+    if len(tokens) == BASE_VOCAB:
+        tokens += extra
+        token_type += [3] * len(extra)
+        source += " + the 1024 Florence-2 tokens"
+    if len(tokens) == BASE_VOCAB + len(extra) and tokens[BASE_VOCAB:] == extra:
+        tokens.append(IMAGE_TOKEN)
+        token_type.append(3)
+        source += " + <image>"
+    if tokens[BASE_VOCAB:BASE_VOCAB + len(extra)] != extra:
+        raise ConvertError(f"{source}: ids {BASE_VOCAB}.. are not the Florence-2 added tokens")
     tok_to_id = {t: i for i, t in enumerate(tokens)}
     special = {}
     for name, text in (("bos_token_id", "<s>"), ("eos_token_id", "</s>"), ("padding_token_id", "<pad>"), ("unknown_token_id", "<unk>")):
@@ -514,8 +527,12 @@ def convert(hf_dir, out_path, precision, max_rel_error, log=print):
             emb_rows = state[k].shape[0]
     if emb_rows is not None and emb_rows != c["text.vocab_size"]:
         raise ConvertError(f"config.json text_config.vocab_size {c['text.vocab_size']} but the embedding has {emb_rows} rows")
-    if len(tokens) > c["text.vocab_size"]:
+    # Tokens beyond the embedding rows: only `<image>` of a Microsoft checkpoint (51289 rows), which
+    # the engine never embeds (image features take its positions) and never generates.
+    if len(tokens) > c["text.vocab_size"] and not (len(tokens) == c["text.vocab_size"] + 1 and tokens[-1] == "<image>"):
         raise ConvertError(f"{tok_source}: {len(tokens)} tokens exceed vocab_size {c['text.vocab_size']}")
+    if len(tokens) > c["text.vocab_size"]:
+        log(f"note: <image> ({len(tokens) - 1}) has no embedding row ({c['text.vocab_size']} rows, Microsoft layout)")
     if c["image_token_id"] >= len(tokens) or tokens[c["image_token_id"]] != "<image>":
         raise ConvertError(f"{tok_source}: image_token_id {c['image_token_id']} is not the '<image>' token")
     tensors = map_tensors(state, c, log)

@@ -123,9 +123,17 @@ def build_model(spec):
                 bos_token_id=0, eos_token_id=2, pad_token_id=1, decoder_start_token_id=2, forced_eos_token_id=2)
     cfg = Florence2Config(vision_config=Florence2VisionConfig(**vision), text_config=BartConfig(**text), image_token_id=51289)
     model = Florence2ForConditionalGeneration(cfg).eval()
-    # Re-draw every parameter so that nothing is trivially 0 or 1 (HF zero-inits biases and sets
-    # norms to 1, which would hide a swapped weight/bias) and attention logits are O(1).
-    g = torch.Generator().manual_seed(spec["seed"] + 1)
+    redraw_parameters(model, spec["seed"] + 1)
+    for k, v in GENERATION.items():
+        setattr(model.generation_config, k, v)
+    return model
+
+
+def redraw_parameters(model, seed):
+    """Re-draws every parameter so that nothing is trivially 0 or 1 (HF zero-inits biases and sets
+    norms to 1, which would hide a swapped weight/bias) and attention logits are O(1)."""
+    import torch
+    g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in sorted(model.named_parameters()):
             if name.endswith("bias"):
@@ -138,9 +146,6 @@ def build_model(spec):
                 fan_in = p[0].numel()
                 p.copy_(torch.randn(p.shape, generator=g) / fan_in ** 0.5)
     model.tie_weights()
-    for k, v in GENERATION.items():
-        setattr(model.generation_config, k, v)
-    return model
 
 
 def feature_sides(spec):
@@ -163,13 +168,14 @@ def hwc(t):
     return np.ascontiguousarray(t[0].permute(1, 2, 0).detach().cpu().numpy().astype(np.float32))
 
 
-def make_fixture(spec, out_root, hf_root, image_path, versions):
+def make_fixture(spec, out, hf, image_path, versions, gguf_paths=None):
+    """Builds spec's model, saves it (HF layout) to `hf`, writes the reference outputs to `out` and
+    converts it; each GGUF goes to gguf_paths[precision] if given, else to `out` for the
+    precisions the spec commits and to `hf` for the others."""
     import torch
     from PIL import Image
     from transformers import AutoTokenizer, CLIPImageProcessorPil, Florence2Processor
     name = spec["name"]
-    out = os.path.join(out_root, name)
-    hf = os.path.join(hf_root, name)
     for d in (out, hf):
         if os.path.exists(d):
             shutil.rmtree(d)
@@ -267,16 +273,23 @@ def make_fixture(spec, out_root, hf_root, image_path, versions):
     conv_log = {}
     for prec in ("fp32", "int8"):
         lines = []
-        target = os.path.join(out, f"{name}-{prec}.gguf") if prec in spec["precisions"] else os.path.join(hf, f"{name}-{prec}.gguf")
+        if gguf_paths:
+            target = gguf_paths[prec]
+        elif prec in spec["precisions"]:
+            target = os.path.join(out, f"{name}-{prec}.gguf")
+        else:
+            target = os.path.join(hf, f"{name}-{prec}.gguf")
         info = convert.convert(hf, target, prec, convert.DEFAULT_MAX_REL_ERROR, log=lines.append)
-        conv_log[prec] = {"file": os.path.relpath(target, out) if prec in spec["precisions"] else None,
+        in_out = os.path.dirname(target) == out
+        conv_log[prec] = {"file": os.path.relpath(target, out) if in_out else (target if gguf_paths else None),
                           "worst_rel_error": info["worst_rel_error"], "worst_tensor": info["worst_tensor"],
                           "kept_fp32": info["kept_fp32"]}
         if prec == "int8":
             int8_lines = [l for l in lines if l.startswith("int8 ")]
             conv_log[prec]["int8_tensors"] = len(int8_lines)
     if "int8" in spec["precisions"]:
-        int8_weight_reference(model, os.path.join(out, f"{name}-int8.gguf"), px, enc_inputs["<CAPTION>"], spec, save)
+        int8_path = gguf_paths["int8"] if gguf_paths else os.path.join(out, f"{name}-int8.gguf")
+        int8_weight_reference(model, int8_path, px, enc_inputs["<CAPTION>"], spec, save)
     manifest = {
         "fixture": name,
         "seed": spec["seed"], "parameter_seed": spec["seed"] + 1,
@@ -330,6 +343,49 @@ def int8_weight_reference(model, gguf_path, px, inp, spec, save):
     return replaced
 
 
+TOKENIZER_TEXTS = [
+    "What does the image describe?", " leading space", "two  spaces and\ttab\nnewline\n\n", "trailing space ",
+    "Don't you're we'll it's I'd they've", "numbers 1234567 3.14159 2026-12-01", "UPPER lower MiXeD",
+    "Grüße aus München, naïve café", "東京タワーと富士山", "emoji 🙂👍🏽 and symbols ©®™ — “quotes”",
+    "a car<loc_52><loc_333><loc_999><loc_0>", "<s>prompt</s><pad><unk>", "<od>person</od><poly><sep></poly>",
+    "a red car parked next to a white building", "STOP sign, 'SLOW' sign; (parens) [brackets] {braces}",
+    "   ", "", "x" * 40, "supercalifragilisticexpialidocious antidisestablishmentarianism",
+    "<image><image>The", "café<loc_5>straße", "line1\r\nline2", "ñ", "\u00a0nbsp\u2003emspace",
+]
+TASKS = ["<OCR>", "<OCR_WITH_REGION>", "<CAPTION>", "<DETAILED_CAPTION>", "<MORE_DETAILED_CAPTION>", "<OD>",
+         "<DENSE_REGION_CAPTION>", "<REGION_PROPOSAL>", "<CAPTION_TO_PHRASE_GROUNDING>A green car parked in front of a yellow building.",
+         "<REFERRING_EXPRESSION_SEGMENTATION>a green car", "<REGION_TO_SEGMENTATION><loc_702><loc_575><loc_866><loc_772>",
+         "<OPEN_VOCABULARY_DETECTION>a green car", "<REGION_TO_CATEGORY><loc_52><loc_332><loc_932><loc_774>",
+         "<REGION_TO_DESCRIPTION><loc_52><loc_332><loc_932><loc_774>", "<REGION_TO_OCR><loc_1><loc_2><loc_3><loc_4>",
+         "What is this?"]
+
+
+def write_tokenizer_cases(path, versions):
+    """Encode/decode cases of the real tokenizer and the processor's task-prompt expansion."""
+    from transformers import AutoTokenizer, CLIPImageProcessorPil, Florence2Processor
+    tok = AutoTokenizer.from_pretrained(TOKENIZER_DIR)
+    proc = Florence2Processor(image_processor=CLIPImageProcessorPil(image_seq_length=577), tokenizer=tok)
+    encode = []
+    for text in TOKENIZER_TEXTS:
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        encode.append({"text": text, "ids": ids, "tokens": tok.convert_ids_to_tokens(ids),
+                       "decoded": tok.decode(ids, skip_special_tokens=False)})
+    prompts = []
+    for task in TASKS:
+        expanded = proc._construct_prompts(task)[0]
+        ids = tok(tok.bos_token + expanded + tok.eos_token, add_special_tokens=False)["input_ids"]
+        prompts.append({"task": task, "prompt": expanded, "ids": ids})
+    decode = []
+    for ids in ([2, 0, 2335, 50269 + 52, 50269 + 333, 50269 + 999, 50269, 2], [0, 574, 22486, 5, 2274, 2, 1, 1],
+                [2, 0, 50265, 621, 50266, 51285, 50269 + 7, 50279, 51279, 51286, 2], [0, 10, 1437, 1437, 5, 2], [50108, 50109, 50110, 50111]):
+        decode.append({"ids": ids, "with_special": tok.decode(ids, skip_special_tokens=False),
+                       "without_special": tok.decode(ids, skip_special_tokens=True)})
+    dump_json({"tokenizer": "Quantization/tokenizer (build_tokenizer.py)", "versions": versions,
+               "encode_note": "ids of tokenizer(text, add_special_tokens=False)",
+               "prompt_note": "Florence2Processor task expansion, then '<s>' + prompt + '</s>' tokenized without added specials",
+               "encode": encode, "prompts": prompts, "decode": decode}, path)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="Tests/Florence2Tests/Fixtures")
@@ -351,10 +407,11 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     image_path = os.path.join(a.out, IMAGE_NAME)
     write_test_image(image_path)
+    write_tokenizer_cases(os.path.join(a.out, "tokenizer-cases.json"), versions)
     for spec in FIXTURES:
         if a.only and spec["name"] != a.only:
             continue
-        m = make_fixture(spec, a.out, a.hf_root, image_path, versions)
+        m = make_fixture(spec, os.path.join(a.out, spec["name"]), os.path.join(a.hf_root, spec["name"]), image_path, versions)
         c = m["conversion"]
         print(f"{spec['name']}: feature maps {m['feature_sides_hw']}, {m['image_tokens']} image tokens; int8 worst error "
               f"{c['int8']['worst_rel_error'] * 100:.3f} % ({c['int8']['worst_tensor']}), kept fp32: {c['int8']['kept_fp32'] or 'none'}")

@@ -10,6 +10,7 @@
 #   3. The same checkpoint rewritten with Microsoft remote-code key names (image_projection
 #      transposed, tied copies of the embedding, zero final_logits_bias, Microsoft config fields,
 #      preprocessor_config.json, vocab.json + merges.txt) converts to identical tensors and metadata.
+#      Also: 51289 embedding rows, a float16 pytorch_model.bin, sharded safetensors.
 #   4. Refusals: an unknown key, an untied lm_head, a too-strict error threshold (exit 1, no file).
 import json
 import os
@@ -111,8 +112,13 @@ def write_ms_checkpoint(hf, ms):
     pre = dict(proc["image_processor"])
     pre["processor_class"] = "Florence2Processor"
     json.dump(pre, open(os.path.join(ms, "preprocessor_config.json"), "w"), indent=1)
-    for f in ("vocab.json", "merges.txt", "added_tokens.json", "tokenizer_config.json"):
+    # facebook/bart-large's tokenizer files, as the Microsoft repositories ship them: the
+    # Florence-2 tokens are added by the Microsoft processor at run time, not stored.
+    for f in ("vocab.json", "merges.txt"):
         shutil.copy(os.path.join(HERE, "tokenizer", f), ms)
+    json.dump({"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>",
+               "sep_token": "</s>", "cls_token": "<s>", "tokenizer_class": "BartTokenizer"},
+              open(os.path.join(ms, "tokenizer_config.json"), "w"))
 
 
 # MARK: - Checks
@@ -197,8 +203,61 @@ def main():
         for line in ("ignored language_model.final_logits_bias", "ignored language_model.lm_head.weight"):
             if line not in r.stdout:
                 fail(f"convert did not report '{line}'")
+        # 3b. Microsoft vocabulary size: 51289 embedding rows, <image> without a row.
+        ms2 = os.path.join(tmp, "ms51289")
+        shutil.copytree(ms, ms2)
+        from safetensors.numpy import save_file
+        st = convert.load_state_dict(ms2)
+        for k in ("language_model.model.shared.weight", "language_model.model.encoder.embed_tokens.weight",
+                  "language_model.model.decoder.embed_tokens.weight", "language_model.lm_head.weight"):
+            st[k] = np.ascontiguousarray(st[k][:51289])
+        st["language_model.final_logits_bias"] = np.zeros((1, 51289), np.float32)
+        save_file(st, os.path.join(ms2, "model.safetensors"))
+        mc = json.load(open(os.path.join(ms2, "config.json")))
+        mc["text_config"]["vocab_size"] = mc["vocab_size"] = 51289
+        json.dump(mc, open(os.path.join(ms2, "config.json"), "w"))
+        out2 = os.path.join(tmp, "ms51289.gguf")
+        r = run_convert(ms2, out2, "int8")
+        if r.returncode != 0:
+            fail(f"convert Microsoft 51289-row layout: {r.stderr}")
+        t2, m2 = read_gguf(out2)
+        if m2["florence2.text.vocab_size"][1] != 51289 or len(m2["tokenizer.ggml.tokens"][1]) != 51290 \
+                or m2["tokenizer.ggml.tokens"][1][51289] != "<image>" or t2["t.embed.scale"].shape != (51289,):
+            fail("Microsoft 51289-row layout: wrong vocabulary metadata")
+        # 3c. Microsoft pytorch_model.bin in float16 (as the hub checkpoint) and a sharded HF safetensors.
+        import torch
+        from safetensors.numpy import save_file as save_np
+        ms_bin = os.path.join(tmp, "msbin")
+        shutil.copytree(ms, ms_bin)
+        os.remove(os.path.join(ms_bin, "model.safetensors"))
+        st16 = {k: torch.from_numpy(v).half() for k, v in convert.load_state_dict(ms).items()}
+        torch.save(st16, os.path.join(ms_bin, "pytorch_model.bin"))
+        out3 = os.path.join(tmp, "msbin.gguf")
+        r = run_convert(ms_bin, out3, "fp32")
+        if r.returncode != 0:
+            fail(f"convert pytorch_model.bin: {r.stderr}")
+        t3, _ = read_gguf(out3)
+        if set(t3) != set(t32) or any(not np.array_equal(t3[k], t32[k].astype(np.float16).astype(np.float32)) for k in t3):
+            fail("pytorch_model.bin (float16) does not give the float16-rounded tensors")
+        shard = os.path.join(tmp, "sharded")
+        shutil.copytree(hf, shard, ignore=shutil.ignore_patterns("*.gguf", "model.safetensors"))
+        keys = sorted(state)
+        halves = {"model-00001-of-00002.safetensors": keys[: len(keys) // 2], "model-00002-of-00002.safetensors": keys[len(keys) // 2:]}
+        for fname, ks in halves.items():
+            save_np({k: state[k] for k in ks}, os.path.join(shard, fname))
+        json.dump({"metadata": {}, "weight_map": {k: f for f, ks in halves.items() for k in ks}},
+                  open(os.path.join(shard, "model.safetensors.index.json"), "w"))
+        out4 = os.path.join(tmp, "sharded.gguf")
+        r = run_convert(shard, out4, "fp32")
+        if r.returncode != 0:
+            fail(f"convert sharded: {r.stderr}")
+        t4, m4 = read_gguf(out4)
+        if set(t4) != set(t32) or any(not np.array_equal(t4[k], t32[k]) for k in t4):
+            fail("sharded safetensors give different tensors")
         print("ok 3: Microsoft key names, transposed image_projection, tied copies, zero final_logits_bias, "
-              "preprocessor_config.json and vocab.json+merges.txt give identical tensors and metadata")
+              "preprocessor_config.json and bart-large vocab.json+merges.txt (Florence-2 tokens added by the converter) "
+              "give identical tensors and metadata; 51289 embedding rows with <image> past them convert; "
+              "a float16 pytorch_model.bin and a sharded safetensors checkpoint convert")
         # 4. Refusals.
         out = os.path.join(tmp, "refused.gguf")
         r = run_convert(hf, out, "int8", ["--max-rel-error", "1e-6"])
