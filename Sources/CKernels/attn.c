@@ -5,7 +5,9 @@
 #include "ock_attn.h"
 
 #include <float.h>
+#if defined(__x86_64__)
 #include <immintrin.h>
+#endif
 #include <math.h>
 #include <string.h>
 
@@ -73,6 +75,8 @@ void ock_attn_query_f32_ref(const float *q, const float *k, size_t ldk, const fl
 #define C7 (1.0f / 5040)
 
 /* MARK: - AVX-512 */
+
+#if defined(__x86_64__)
 
 __attribute__((target("avx512f")))
 static inline __m512 exp_neg_512(__m512 x) {
@@ -241,6 +245,8 @@ void ock_attn_query_f32_avx2(const float *q, const float *k, size_t ldk, const f
     }
 }
 
+#endif /* __x86_64__ */
+
 /* MARK: - Channel attention (all groups) */
 
 void ock_attn_channel_scores_f32_ref(const float *q, const float *k, size_t ld, size_t n, size_t cg, size_t groups, float *a) {
@@ -302,6 +308,7 @@ void ock_attn_channel_apply_f32_generic(const float *v, size_t ldv, size_t n, co
 /* AVX-512, cg a multiple of 16 up to 64: register blocks of IB score rows (or TB tokens) by JC
  * 16-wide column chunks (IB*JC, TB*JC <= 16 accumulators); tokens in L2-sized blocks, every
  * group of a block before the next block. */
+#if defined(__x86_64__)
 #define TOKEN_BLOCK 256
 
 __attribute__((target("avx512f"), always_inline))
@@ -392,6 +399,8 @@ void ock_attn_channel_apply_f32_avx512(const float *v, size_t ldv, size_t n, con
     }
 }
 
+#endif /* __x86_64__ */
+
 /* MARK: - Work sharing */
 
 size_t ock_attn_claim(size_t *counter, size_t n) { return __atomic_fetch_add(counter, n, __ATOMIC_RELAXED); }
@@ -411,6 +420,7 @@ static apply_fn g_apply = ock_attn_channel_apply_f32_ref;
 static size_t g_query_lanes = 1; /* the SIMD query kernel needs hd % lanes == 0 */
 static const char *g_variant = "reference";
 
+#if defined(__x86_64__)
 int ock_attn_cpu_has_avx512(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") ? 1 : 0;
@@ -420,13 +430,24 @@ int ock_attn_cpu_has_avx2(void) {
     __builtin_cpu_init();
     return (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1 : 0;
 }
+#else
+int ock_attn_cpu_has_avx512(void) { return 0; }
+int ock_attn_cpu_has_avx2(void) { return 0; }
+#endif
 
 static void choose(int reference) {
+#if defined(__x86_64__)
     if (!reference && ock_attn_cpu_has_avx512()) {
         g_softmax = ock_attn_softmax_f32_avx512; g_query = ock_attn_query_f32_avx512; g_query_lanes = 16; g_variant = "avx512";
         g_scores = ock_attn_channel_scores_f32_avx512; g_apply = ock_attn_channel_apply_f32_avx512;
     } else if (!reference && ock_attn_cpu_has_avx2()) {
         g_softmax = ock_attn_softmax_f32_avx2; g_query = ock_attn_query_f32_avx2; g_query_lanes = 8; g_variant = "avx2";
+        g_scores = ock_attn_channel_scores_f32_generic; g_apply = ock_attn_channel_apply_f32_generic;
+    } else
+#endif
+    if (!reference) {
+        /* No x86 SIMD (ARM): the portable channel kernels (clang vectorizes them), reference rest. */
+        g_softmax = ock_attn_softmax_f32_ref; g_query = ock_attn_query_f32_ref; g_query_lanes = 1; g_variant = "generic";
         g_scores = ock_attn_channel_scores_f32_generic; g_apply = ock_attn_channel_apply_f32_generic;
     } else {
         g_softmax = ock_attn_softmax_f32_ref; g_query = ock_attn_query_f32_ref; g_query_lanes = 1; g_variant = "reference";
