@@ -28,17 +28,21 @@ struct NormWeights {
     }
 }
 
-/// An encoder layer (`BartEncoderLayer`).
-struct EncoderLayer {
+/// An encoder layer (`BartEncoderLayer`). A class: loops over layers copy a reference only.
+final class EncoderLayer {
     let sa: AttentionWeights  // t.enc.{l}.sa
     let saNorm: NormWeights  // t.enc.{l}.sa_ln
     let fc1: Linear  // t.enc.{l}.fc1 [ffn, d]
     let fc2: Linear  // t.enc.{l}.fc2 [d, ffn]
     let ffnNorm: NormWeights  // t.enc.{l}.ffn_ln
+
+    init(sa: AttentionWeights, saNorm: NormWeights, fc1: Linear, fc2: Linear, ffnNorm: NormWeights) {
+        self.sa = sa; self.saNorm = saNorm; self.fc1 = fc1; self.fc2 = fc2; self.ffnNorm = ffnNorm
+    }
 }
 
-/// A decoder layer (`BartDecoderLayer`).
-struct DecoderLayer {
+/// A decoder layer (`BartDecoderLayer`). A class: loops over layers copy a reference only.
+final class DecoderLayer {
     let sa: AttentionWeights  // t.dec.{l}.sa
     let saNorm: NormWeights  // t.dec.{l}.sa_ln
     let ca: AttentionWeights  // t.dec.{l}.ca
@@ -46,6 +50,11 @@ struct DecoderLayer {
     let fc1: Linear  // t.dec.{l}.fc1
     let fc2: Linear  // t.dec.{l}.fc2
     let ffnNorm: NormWeights  // t.dec.{l}.ffn_ln
+
+    init(sa: AttentionWeights, saNorm: NormWeights, ca: AttentionWeights, caNorm: NormWeights, fc1: Linear, fc2: Linear,
+         ffnNorm: NormWeights) {
+        self.sa = sa; self.saNorm = saNorm; self.ca = ca; self.caNorm = caNorm; self.fc1 = fc1; self.fc2 = fc2; self.ffnNorm = ffnNorm
+    }
 }
 
 // MARK: - Encoder
@@ -86,7 +95,8 @@ struct TextEncoder {
         let a = try arena.tensor(Shape(L, d))
         let b = min(blockTokens, L)
         let hidden = try arena.tensor(Shape(b, ffn))
-        for layer in layers {
+        for l in 0..<layers.count {
+            let layer = layers[l]
             try layer.sa.q.forward(h, into: q, context: ctx)
             try layer.sa.k.forward(h, into: k, context: ctx)
             try layer.sa.v.forward(h, into: v, context: ctx)
@@ -163,7 +173,8 @@ final class TextDecoder: GenerationDecoder {
     /// Computes every layer's cross-attention K/V from the encoder output `[S, d]`.
     func setEncoderOutput(_ enc: Tensor) throws {
         let s = enc.shape[0]
-        for (l, layer) in layers.enumerated() {
+        for l in 0..<layers.count {
+            let layer = layers[l]
             crossKV[l].setLength(s)
             try layer.ca.k.forward(enc, into: crossKV[l].keys, context: context)
             try layer.ca.v.forward(enc, into: crossKV[l].values, context: context)
@@ -172,7 +183,7 @@ final class TextDecoder: GenerationDecoder {
 
     func start(rows: Int) throws {
         precondition(rows >= 1 && rows <= maxRows, "decoder planned for \(maxRows) rows, asked for \(rows)")
-        for c in selfKV { c.reset(rows: rows) }
+        for l in 0..<selfKV.count { selfKV[l].reset(rows: rows) }
         position = 0
         currentRows = rows
     }
@@ -196,7 +207,8 @@ final class TextDecoder: GenerationDecoder {
         }
         Ops.addRowBroadcast(x, row: pos)
         Ops.layerNorm(x, weight: embNorm.w, bias: embNorm.b, eps: eps, into: x, context: ctx)
-        for (l, layer) in layers.enumerated() {
+        for l in 0..<layers.count {
+            let layer = layers[l]
             try layer.sa.q.forward(x, into: q, context: ctx)
             try layer.sa.k.forward(x, into: k, context: ctx)
             try layer.sa.v.forward(x, into: v, context: ctx)
@@ -221,7 +233,7 @@ final class TextDecoder: GenerationDecoder {
     }
 
     func reorder(_ source: [Int]) throws {
-        for c in selfKV { try c.reorder(source, context: context) }
+        for l in 0..<selfKV.count { try selfKV[l].reorder(source, context: context) }
         currentRows = source.count
     }
 }

@@ -17,7 +17,8 @@ struct ConvEmbed {
 }
 
 /// One half of a DaViT block: the spatial (window attention) or channel (channel attention) block.
-struct DaViTHalf {
+/// A class: the forward loops copy a reference only.
+final class DaViTHalf {
     let cpe0W: Tensor, cpe0B: Tensor  // <p>.cpe0.w [C, 1, 3, 3], .b [C] f32 (conv1.fn.dw)
     let ln1W: Tensor, ln1B: Tensor  // <p>.ln1 [C] f32
     let qkv: Linear  // <p>.qkv [3C, C] int8 + bias
@@ -44,13 +45,19 @@ struct DaViTHalf {
 }
 
 /// A stage: its embedding and `depths[s]` (spatial, channel) block pairs.
-struct DaViTStage {
+final class DaViTStage {
     let embed: ConvEmbed
-    let blocks: [(spatial: DaViTHalf, channel: DaViTHalf)]
+    let spatial: [DaViTHalf]
+    let channel: [DaViTHalf]
     let channels: Int
     let heads: Int
     let groups: Int
     let hidden: Int
+
+    init(embed: ConvEmbed, spatial: [DaViTHalf], channel: [DaViTHalf], channels: Int, heads: Int, groups: Int, hidden: Int) {
+        self.embed = embed; self.spatial = spatial; self.channel = channel
+        self.channels = channels; self.heads = heads; self.groups = groups; self.hidden = hidden
+    }
 }
 
 // MARK: - Tower
@@ -76,14 +83,14 @@ final class DaViT {
                 normWeight: try f.tensor("v.conv\(s).ln.w", shape: Shape(normC)),
                 normBias: try f.tensor("v.conv\(s).ln.b", shape: Shape(normC)),
                 stride: v.patchStride[s], padding: v.patchPadding[s], prenorm: v.patchPrenorm[s])
-            var blocks: [(spatial: DaViTHalf, channel: DaViTHalf)] = []
+            var spatial: [DaViTHalf] = [], channel: [DaViTHalf] = []
             for d in 0..<v.depths[s] {
                 let p = "v.s\(s).b\(d)"
-                blocks.append((try DaViTHalf(file: f, prefix: p + ".sp", channels: c, hidden: v.mlpHidden(s)),
-                               try DaViTHalf(file: f, prefix: p + ".ch", channels: c, hidden: v.mlpHidden(s))))
+                spatial.append(try DaViTHalf(file: f, prefix: p + ".sp", channels: c, hidden: v.mlpHidden(s)))
+                channel.append(try DaViTHalf(file: f, prefix: p + ".ch", channels: c, hidden: v.mlpHidden(s)))
             }
-            stages.append(DaViTStage(embed: embed, blocks: blocks, channels: c, heads: v.numHeads[s], groups: v.numGroups[s],
-                                     hidden: v.mlpHidden(s)))
+            stages.append(DaViTStage(embed: embed, spatial: spatial, channel: channel, channels: c, heads: v.numHeads[s],
+                                     groups: v.numGroups[s], hidden: v.mlpHidden(s)))
         }
         self.stages = stages
     }
@@ -98,7 +105,8 @@ final class DaViT {
                  context ctx: ComputeContext, blockTokens: Int, observe: ((String, Tensor) -> Void)?) throws -> Tensor {
         var cur = pixels
         var curIsA = false  // the pixels are in neither buffer
-        for (s, stage) in stages.enumerated() {
+        for s in 0..<stages.count {
+            let stage = stages[s]
             let (h, w) = stageSizes[s]
             let c = stage.channels
             let e = stage.embed
@@ -111,9 +119,9 @@ final class DaViT {
             cur = y
             curIsA = !curIsA
             var other = (curIsA ? bufferB : bufferA).rows(0..<(h * w * c)).reshaped(Shape(h, w, c))
-            for block in stage.blocks {
-                try spatial(block.spatial, stage, &cur, &other, &curIsA, arena: arena, ctx: ctx, blockTokens: blockTokens)
-                try channel(block.channel, stage, &cur, &other, &curIsA, arena: arena, ctx: ctx, blockTokens: blockTokens)
+            for d in 0..<stage.spatial.count {
+                try spatial(stage.spatial[d], stage, &cur, &other, &curIsA, arena: arena, ctx: ctx, blockTokens: blockTokens)
+                try channel(stage.channel[d], stage, &cur, &other, &curIsA, arena: arena, ctx: ctx, blockTokens: blockTokens)
             }
             observe?("stage\(s)", cur)
         }

@@ -114,7 +114,8 @@ public final class Florence2Model {
         }
         t0 = Self.now()
         let scale: Float = config.text.scaleEmbedding ? Float(Double(d).squareRoot()) : 1
-        for (i, id) in ids.enumerated() {
+        for i in 0..<ids.count {
+            let id = ids[i]
             guard id >= 0 && Int(id) < config.text.vocabSize else {
                 throw Florence2ConfigError.limit(name: "prompt", reason: "token id \(id) is outside the vocabulary of \(config.text.vocabSize)")
             }

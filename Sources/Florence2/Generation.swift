@@ -154,8 +154,9 @@ public final class Generator {
 
     private func greedy(_ p: GenerationParameters) throws -> [Int32] {
         try decoder.start(rows: 1)
-        var seq: [Int32] = [p.decoderStartTokenId]
+        var seq: [Int32] = []  // the one allocation of a greedy generation: its result
         seq.reserveCapacity(p.maxLength)
+        seq.append(p.decoderStartTokenId)
         while seq.count < p.maxLength {
             stepTokens.removeAll(keepingCapacity: true)
             stepTokens.append(seq[seq.count - 1])
@@ -213,7 +214,7 @@ public final class Generator {
             for i in 0..<keep { candHits[i] = candToken[i] == p.eosTokenId || curLen + 1 >= p.maxLength }
 
             // Finished hypotheses: only the first `beams` candidates may finish.
-            let allFinished = (0..<beams).allSatisfy { finishedFlag[$0] }
+            let allFinished = allTrue(finishedFlag, beams)
             let penalty = Float(pow(Double(curLen + 1 - promptLen), Double(p.lengthPenalty)))
             for i in 0..<keep {
                 var s = candScore[i] / penalty
@@ -253,14 +254,20 @@ public final class Generator {
                 if bestRunning > worst { improvable = true }
             }
             heuristicUnsatisfied = heuristicUnsatisfied && improvable
-            let everyFinished = (0..<beams).allSatisfy { finishedFlag[$0] }
+            let everyFinished = allTrue(finishedFlag, beams)
             let openBeam = !(everyFinished && p.earlyStopping == .yes)
-            let validContinuations = !(0..<keep).allSatisfy { candHits[$0] }
+            let validContinuations = !allTrue(candHits, keep)
             if !(heuristicUnsatisfied && openBeam && validContinuations) { break }
         }
         // The best finished hypothesis (slot 0 after merging), as long as it was generated.
         let len = finishedLength[0]
         return Array(finished[0..<len])
+    }
+
+    /// Whether the first `n` flags are all set (a plain loop: closures allocate in debug builds).
+    private func allTrue(_ flags: [Bool], _ n: Int) -> Bool {
+        for i in 0..<n where !flags[i] { return false }
+        return true
     }
 
     /// Inserts a candidate into the descending top list at its sorted place (the list has `count`

@@ -1,6 +1,7 @@
 // Florence-2 in Swift against transformers 5.23.0 on the tiny seeded fixtures made by
 // Quantization/make_fixtures.py: per-stage tensors, encoder output, teacher-forced logits, and the
 // generated ids of greedy and 3-beam search.
+import CMallocCounter
 import Foundation
 import XCTest
 @testable import Compute
@@ -95,4 +96,61 @@ final class Florence2ParityTests: XCTestCase {
     func testTinyPadMatchesTransformers() throws { try checkFixture("tiny-pad") }
     func testTinyRectMatchesTransformers() throws { try checkFixture("tiny-rect") }
     func testTinyDeepMatchesTransformers() throws { try checkFixture("tiny-deep") }
+}
+
+final class Florence2RuntimeTests: XCTestCase {
+    private func model(_ name: String, beams: Int = 3) throws -> Florence2Model {
+        let path = Bundle.module.resourceURL!.appendingPathComponent("Fixtures/\(name)/\(name)-fp32.gguf").path
+        let config = try Florence2Config(file: GGUFFile(path: path))
+        var limits = Florence2Limits(config: config, threads: 2)
+        limits.maxPromptTokens = 32
+        limits.maxNewTokens = 40
+        limits.numBeams = beams
+        let file = try Florence2ModelFile(path: path, limits: limits, threads: 2, budgetBytes: nil)
+        return try Florence2Model(file: file, pool: Florence2ParityTests.pool)
+    }
+
+    /// After a warm-up, a whole inference (vision, projector, encoder, cross K/V, greedy and beam
+    /// decoding) allocates only the arrays it returns.
+    func testAnInferenceAllocatesOnlyItsResult() throws {
+        let m = try model("tiny-rect")
+        let arena = Arena(capacity: 1 << 20)
+        let px = try Golden.npy("tiny-rect/pixel_values.npy")
+        let pixels = try arena.tensor(Shape(px.shape))
+        pixels.copy(from: px.values)
+        let ids = m.promptIds(try Florence2Task.caption.prompt())
+        var p = GenerationParameters(config: m.file.config.generation, maxNewTokens: 16)
+        p.minNewTokens = 8
+        for beams in [1, 3] {
+            p.numBeams = beams
+            try m.encode(pixels: pixels, promptIds: ids)
+            _ = try m.generate(p)
+            omc_start()
+            try m.encode(pixels: pixels, promptIds: ids)
+            let out = try m.generate(p)
+            let n = omc_stop()
+            XCTAssertEqual(out.count, 17)
+            XCTAssertLessThanOrEqual(n, 1, "\(beams) beam(s): \(n) heap allocations in one inference (only the returned ids may allocate)")
+        }
+    }
+
+    func testPromptsBeyondThePlanAndBadIdsAreClearErrors() throws {
+        let m = try model("tiny-pad")
+        let arena = Arena(capacity: 1 << 20)
+        let px = try Golden.npy("tiny-pad/pixel_values.npy")
+        let pixels = try arena.tensor(Shape(px.shape))
+        pixels.copy(from: px.values)
+        let long = [Int32](repeating: 100, count: 33)
+        XCTAssertThrowsError(try m.encode(pixels: pixels, promptIds: long)) { e in
+            XCTAssertTrue("\(e)".contains("max prompt tokens"), "\(e)")
+        }
+        XCTAssertThrowsError(try m.encode(pixels: pixels, promptIds: [0, 999_999, 2])) { e in
+            XCTAssertTrue("\(e)".contains("999999"), "\(e)")
+        }
+        let wrong = try arena.tensor(Shape(8, 8, 3))
+        XCTAssertThrowsError(try m.encode(pixels: wrong, promptIds: [0, 2])) { e in
+            XCTAssertTrue("\(e)".contains("image size"), "\(e)")
+        }
+        XCTAssertThrowsError(try Florence2Task(token: "<NOT_A_TASK>"))
+    }
 }
