@@ -14,7 +14,7 @@
 #define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512dq")))
 #define INLINE __attribute__((always_inline)) inline
 
-enum { MR = 6, NR = 4, SMALL_M = 4, PREFETCH = 4096 };
+enum { MR = 6, NR = 4, SMALL_M = 4 };
 #define STREAM_BYTES (4.0 * 1024 * 1024) /* outputs beyond this leave the caches anyway */
 
 /* MARK: - Quantization (stores q ^ 0x80) */
@@ -115,7 +115,8 @@ VNNI static INLINE void small_block(const int8_t *qa, long lda, const int8_t *w,
     for (; g + 4 <= kg; g += 4) { /* four independent chains over consecutive groups of K */
         for (int u = 0; u < 4; u++) {
             const int8_t *wp = w + (g + u) * 64;
-            _mm_prefetch((const char *)wp + PREFETCH, _MM_HINT_T0);
+            /* no software prefetch: the stream is sequential and the hardware prefetchers keep it
+             * at the plain-read rate; T0 prefetches measured 20-40 % slower on 2 threads */
             const __m512i wv = _mm512_loadu_si512((const void *)wp);
             cs[u] = _mm512_dpbusd_epi32(cs[u], ones, wv);
             for (int i = 0; i < mr; i++)
