@@ -10,7 +10,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmark parts of the engine.",
-        subcommands: [BenchKernelsCommand.self]
+        subcommands: [BenchKernelsCommand.self, BenchAccuracyCommand.self]
     )
 }
 
