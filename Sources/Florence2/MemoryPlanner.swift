@@ -103,7 +103,7 @@ public struct Florence2Geometry: Sendable, Equatable {
 public enum Florence2MemoryPlanner {
     /// Tokens per block where the vision tower processes a stage in pieces (MLP); window attention
     /// takes as many whole windows as fit in this many tokens (at least one).
-    public static let visionBlockTokens = 1152
+    public static let visionBlockTokens = 576
     /// Tokens per block in the text encoder's FFN.
     public static let textBlockTokens = 256
 
