@@ -7,6 +7,7 @@
 # (symmetric per output channel, packed panel16x4).
 #
 # Usage: python Quantization/convert.py HF_DIR OUT.gguf --precision int8|fp32 [--max-rel-error 0.02]
+#        [--keep-fp32 REGEX]   (int8 only: linears whose GGUF name matches REGEX stay fp32)
 # Needs numpy, safetensors, gguf==0.19.0 (torch only for a pytorch_model.bin checkpoint).
 import argparse
 import json
@@ -514,7 +515,7 @@ def map_tensors(state, c, log):
     return out
 
 
-def convert(hf_dir, out_path, precision, max_rel_error, log=print):
+def convert(hf_dir, out_path, precision, max_rel_error, log=print, keep_fp32=None):
     cfg, c = read_config(hf_dir)
     gen, gen_source = read_generation(hf_dir, cfg)
     pre, pre_source = read_preprocessing(hf_dir)
@@ -583,6 +584,11 @@ def convert(hf_dir, out_path, precision, max_rel_error, log=print):
         arr, kind = tensors[name]
         if kind == "linear" and precision == "int8":
             n, k = arr.shape
+            if keep_fp32 is not None and re.search(keep_fp32, name):
+                kept_fp32.append(f"{name} (--keep-fp32)")
+                w.add_tensor(name + ".weight", arr)
+                total_bytes += arr.nbytes
+                continue
             if k % 4 != 0:
                 kept_fp32.append(f"{name} (K={k})")
                 w.add_tensor(name + ".weight", arr)
@@ -633,9 +639,17 @@ def main():
     ap.add_argument("--precision", choices=["int8", "fp32"], required=True)
     ap.add_argument("--max-rel-error", type=float, default=DEFAULT_MAX_REL_ERROR,
                     help="largest relative Frobenius error of an int8 tensor before refusing to write (default 0.02)")
+    ap.add_argument("--keep-fp32", metavar="REGEX", default=None,
+                    help="with --precision int8: linears whose GGUF name (e.g. 't.dec.0.fc2', 'v.s3.b0.ch.qkv') matches REGEX stay fp32")
     a = ap.parse_args()
+    if a.keep_fp32 is not None:
+        try:
+            re.compile(a.keep_fp32)
+        except re.error as e:
+            print(f"convert.py: error: --keep-fp32 is not a regular expression: {e}", file=sys.stderr)
+            sys.exit(2)
     try:
-        convert(a.hf_dir, a.out, a.precision, a.max_rel_error)
+        convert(a.hf_dir, a.out, a.precision, a.max_rel_error, keep_fp32=a.keep_fp32)
     except ConvertError as e:
         if os.path.exists(a.out):
             os.remove(a.out)
