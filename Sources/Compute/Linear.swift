@@ -82,6 +82,23 @@ public final class ComputeContext: @unchecked Sendable {
 
 // MARK: - Linear
 
+/// Output columns `range` of an fp32 linear: `y[:, range] = x·W[range]ᵀ + b[range]`.
+private struct Fp32Columns: RangeTask {
+    let x: UnsafeMutablePointer<Float>, w: UnsafeMutablePointer<Float>, b: UnsafeMutablePointer<Float>?
+    let y: UnsafeMutablePointer<Float>, m: Int, n: Int, k: Int
+    func callAsFunction(_ r: Range<Int>) {
+        let n0 = r.lowerBound, cols = r.count
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(cols), Int32(k),
+                    1, x, Int32(k), w + n0 * k, Int32(k), 0, y + n0, Int32(n))
+        if let b {
+            for row in 0..<m {
+                let yr = y + row * n + n0
+                for j in 0..<cols { yr[j] += b[n0 + j] }
+            }
+        }
+    }
+}
+
 /// A linear layer `y[M,N] = x[M,K]·Wᵀ + b`.
 public struct Linear: @unchecked Sendable {
     /// How the weight matrix is stored.
@@ -134,11 +151,10 @@ public struct Linear: @unchecked Sendable {
         precondition(y.count == m * n, "linear output \(y.shape) is not [\(m), \(n)]")
         switch storage {
         case .fp32(let w):
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k),
-                        1, x.base, Int32(k), w.base, Int32(k), 0, y.base, Int32(n))
-            if let b = bias {
-                for r in 0..<m { let row = y.base + r * n; for j in 0..<n { row[j] += b.base[j] } }
-            }
+            // OpenBLAS runs single-threaded under the engine: split the outputs over the pool
+            // (at least 64 columns a piece), each piece one sgemm plus its bias.
+            let task = Fp32Columns(x: x.base, w: w.base, b: bias?.base, y: y.base, m: m, n: n, k: k)
+            context.pool.parallelFor(n, minChunk: 64, task)
         case .int8(let w):
             try int8Forward(x.base, m: m, w: w, y: y.base, context: context)
         }
