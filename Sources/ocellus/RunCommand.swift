@@ -42,6 +42,9 @@ struct RunCommand: ParsableCommand {
     @Flag(name: .long, help: "Print one JSON object.")
     var json = false
 
+    @Option(name: .long, help: "Write the image with the result drawn on it (boxes, polygons, labels) to this JPEG file.")
+    var draw: String?
+
     @Argument(help: "The image file.")
     var image: String
 
@@ -82,6 +85,10 @@ struct RunCommand: ParsableCommand {
         let t1 = DispatchTime.now().uptimeNanoseconds
         let out = try engine.run(image: picture, task: task, text: text, parameters: p)
         let totalMs = Double(DispatchTime.now().uptimeNanoseconds - t1) / 1e6
+        if let drawPath = draw {
+            Overlay(image: picture).draw(out.result.output)
+            try ImageFile.writeJPEG(picture, path: drawPath, quality: 92)
+        }
         Florence2Model.profileReport()
         let rss = peakRSSBytes()
         if json {
