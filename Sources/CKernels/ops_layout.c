@@ -73,22 +73,8 @@ void ock_mean_rows_f32(const float *x, size_t T, size_t C, float *out) {
 
 void ock_window_partition_f32(const float *x, size_t H, size_t W, size_t C, size_t ws,
                               float *out, size_t w0, size_t w1) {
-    const size_t nbw = (W + ws - 1) / ws;
-    for (size_t w = w0; w < w1; w++) {
-        const size_t by = w / nbw, bx = w % nbw;
-        float *dst = out + w * ws * ws * C;
-        const size_t jn = (bx * ws + ws <= W) ? ws : W - bx * ws;  /* real columns */
-        for (size_t i = 0; i < ws; i++) {
-            const size_t y = by * ws + i;
-            float *d = dst + i * ws * C;
-            if (y < H) {
-                memcpy(d, x + (y * W + bx * ws) * C, jn * C * sizeof(float));
-                memset(d + jn * C, 0, (ws - jn) * C * sizeof(float));
-            } else {
-                memset(d, 0, ws * C * sizeof(float));
-            }
-        }
-    }
+    /* windows [w0, w1) of the full partition are the gather of that range, placed at window w0 */
+    ock_window_gather_f32(x, H, W, C, ws, out + w0 * ws * ws * C, w0, w1);
 }
 
 void ock_window_merge_f32(const float *win, size_t H, size_t W, size_t C, size_t ws,

@@ -11,19 +11,6 @@ private struct FixtureIndex: Decodable {
     let files: [File]
 }
 
-/// A small seeded generator (SplitMix64).
-private struct SplitMix {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-}
-
 final class ImageFileTests: XCTestCase {
     private func index() throws -> FixtureIndex {
         try JSONDecoder().decode(FixtureIndex.self, from: Data(contentsOf: Golden.url("index.json")))
@@ -102,7 +89,7 @@ final class ImageFileTests: XCTestCase {
     /// Seeded random byte flips: PNG always fails its CRC or zlib checks; JPEG and PPM either
     /// throw an ImageFileError or decode (damaged entropy data or samples still decode, as in Pillow).
     func testRandomByteFlips() throws {
-        var rng = SplitMix(state: 20_261_201)
+        var rng = SplitMix64(seed: 20_261_201)
         var decoded = 0, failed = 0
         for f in try index().files {
             let data = try bytes(f.file)

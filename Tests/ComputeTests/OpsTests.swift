@@ -46,21 +46,6 @@ final class OpsTests: XCTestCase {
         }
     }
 
-    /// Deterministic pseudo-random floats in [-scale, scale) (SplitMix64).
-    private struct Random {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func float(_ scale: Float = 1) -> Float { (Float(next() >> 40) / Float(1 << 24) * 2 - 1) * scale }
-        mutating func array(_ n: Int, _ scale: Float = 1) -> [Float] { (0..<n).map { _ in float(scale) } }
-        mutating func int(_ range: ClosedRange<Int>) -> Int { range.lowerBound + Int(next() % UInt64(range.count)) }
-    }
-
     // MARK: - Layer norm
 
     // Tolerance 1e-5: outputs reach about 5 in magnitude (fp32 ulp 5e-7); mean and variance of
@@ -82,7 +67,7 @@ final class OpsTests: XCTestCase {
     // Random shapes against a float64 reference; rows large enough to be split over threads.
     // Tolerance 2e-5: inputs up to ±4 with an offset, C up to 1030.
     func testLayerNormRandomShapes() throws {
-        var rng = Random(state: 1)
+        var rng = SplitMix64(seed: 1)
         for (rows, c) in [(1, 1), (3, 15), (5, 16), (2, 17), (300, 130), (64, 1030)] {
             let xs = rng.array(rows * c, 4).map { $0 + 2 }, ws = rng.array(c, 1), bs = rng.array(c, 0.5)
             var want = [Float](repeating: 0, count: rows * c)
@@ -212,7 +197,7 @@ final class OpsTests: XCTestCase {
     }
 
     func testSoftmaxRandomShapes() throws {
-        var rng = Random(state: 2)
+        var rng = SplitMix64(seed: 2)
         for (rows, n) in [(1, 1), (3, 5), (2, 16), (4, 33), (700, 144), (5, 577)] {
             let xs = rng.array(rows * n, 12)
             var want = [Float](repeating: 0, count: rows * n)
@@ -283,7 +268,7 @@ final class OpsTests: XCTestCase {
     /// The shapes cover several im2col chunks, the channel-split and pixel-split GEMM paths,
     /// no bias, 1x1 kernels and outputs of one pixel.
     func testConv2dRandomShapes() throws {
-        var rng = Random(state: 3)
+        var rng = SplitMix64(seed: 3)
         let cases: [(h: Int, w: Int, cin: Int, cout: Int, k: Int, s: Int, p: Int, bias: Bool)] = [
             (29, 31, 3, 8, 7, 4, 3, true), (7, 5, 4, 6, 3, 2, 1, true), (9, 9, 5, 64, 3, 2, 1, true),
             (4, 6, 3, 70, 3, 1, 1, false), (1, 1, 2, 3, 3, 1, 1, true), (6, 6, 8, 5, 1, 1, 0, true),
@@ -345,7 +330,7 @@ final class OpsTests: XCTestCase {
     }
 
     func testDepthwiseRandomShapes() throws {
-        var rng = Random(state: 4)
+        var rng = SplitMix64(seed: 4)
         for (h, w, c) in [(1, 1, 1), (1, 5, 3), (4, 1, 17), (2, 2, 16), (7, 9, 33), (24, 24, 130)] {
             let xs = rng.array(h * w * c, 2), ws = rng.array(c * 9, 0.5), bs = rng.array(c, 0.2)
             let x = try tensor(xs, Shape(h, w, c)), wt = try tensor(ws, Shape(c, 1, 3, 3)), b = try tensor(bs, Shape(c))
@@ -377,7 +362,7 @@ final class OpsTests: XCTestCase {
     /// windowMerge ∘ windowPartition is the identity on random shapes, the padding is zeros and
     /// the token order matches a plain index computation.
     func testWindowRoundTrip() throws {
-        var rng = Random(state: 5)
+        var rng = SplitMix64(seed: 5)
         for (h, w, c, ws) in [(1, 1, 1, 1), (12, 12, 4, 12), (13, 17, 5, 6), (5, 3, 2, 7), (24, 25, 3, 12), (96, 96, 8, 12)] {
             let xs = rng.array(h * w * c)
             let x = try tensor(xs, Shape(h, w, c))
@@ -417,7 +402,7 @@ final class OpsTests: XCTestCase {
 
     /// add, addInPlace and addRowBroadcast are exact fp32 additions; checked element by element.
     func testAdditions() throws {
-        var rng = Random(state: 6)
+        var rng = SplitMix64(seed: 6)
         let t = 577, c = 200
         let a = rng.array(t * c), b = rng.array(t * c), row = rng.array(c)
         let ta = try tensor(a, Shape(t, c)), tb = try tensor(b, Shape(t, c)), out = try arena.tensor(Shape(t, c))
@@ -453,7 +438,7 @@ final class OpsTests: XCTestCase {
             }
             print(String(format: "ops timing [%@] %@: %.2f ms", Ops.kernelVariant, what, best))
         }
-        var rng = Random(state: 7)
+        var rng = SplitMix64(seed: 7)
         func rand(_ s: Shape, _ scale: Float = 1) throws -> Tensor {
             let t = try big.tensor(s)
             for i in 0..<t.count { t[i] = rng.float(scale) }

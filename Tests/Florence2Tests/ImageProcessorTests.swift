@@ -151,7 +151,7 @@ final class ImageProcessorTests: XCTestCase {
     /// The fast kernel (AVX2 and generic) equals the reference on seeded random sizes, up and down,
     /// noise (which makes bicubic overshoot clip) and edge-to-edge sizes of 1.
     func testFastKernelEqualsReference() throws {
-        var rng = SplitMix(seed: 7)
+        var rng = SplitMix64(seed: 7)
         let variants = [false, true]
         defer { ImageResample.forceGeneric(false) }
         for forceGeneric in variants {
@@ -263,16 +263,3 @@ final class ImageProcessorTests: XCTestCase {
     }
 }
 
-/// A small seeded generator for test sizes.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-}
