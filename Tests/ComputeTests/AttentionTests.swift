@@ -24,15 +24,9 @@ final class AttentionTests: XCTestCase {
 
     /// A seeded generator of standard normal floats (SplitMix64 + Box-Muller).
     struct Normal {
-        var state: UInt64
-        init(seed: UInt64) { state = seed }
-        mutating func nextU64() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
+        var bits: SplitMix64
+        init(seed: UInt64) { bits = SplitMix64(seed: seed) }
+        mutating func nextU64() -> UInt64 { bits.next() }
         mutating func uniform() -> Double { Double(nextU64() >> 11) / Double(1 << 53) }
         mutating func next() -> Float {
             let u1 = max(uniform(), 1e-300), u2 = uniform()
