@@ -187,21 +187,55 @@ final class DaViT {
         try mlp(p, stage, cur, arena: arena, ctx: ctx, blockTokens: blockTokens)
     }
 
-    /// The channel block: ConvPosEnc, channel attention over all tokens, ConvPosEnc, MLP.
+    /// The channel block: ConvPosEnc, channel attention over all tokens (two passes over token
+    /// blocks: scores, then their application), ConvPosEnc, MLP.
     private func channel(_ p: DaViTHalf, _ stage: DaViTStage, _ cur: inout Tensor, _ other: inout Tensor, _ curIsA: inout Bool,
                          arena: Arena, ctx: ComputeContext, blockTokens: Int) throws {
         let c = stage.channels
         try positional(p.cpe0W, p.cpe0B, &cur, &other, &curIsA, ctx: ctx)
         let n = cur.count / c
         Profile.time("ln") { Ops.layerNorm(cur, weight: p.ln1W, bias: p.ln1B, eps: eps, into: other, context: ctx) }
-        let normed = other.reshaped(Shape(n, c))
+        let normed = other.reshaped(Shape(n, c)), residual = cur.reshaped(Shape(n, c))
         let mark = arena.mark()
-        let qkv = try arena.tensor(Shape(n, 3 * c))
-        try Profile.time("qkv") { try p.qkv.forward(normed, into: qkv, context: ctx) }
-        try Profile.time("chattn") { try Attention.channel(qkv: qkv, groups: stage.groups, out: normed, context: ctx) }  // LN1 output no longer needed
-        let projected = qkv.rows(0..<n).reshaped(Shape(n * 3, c)).rows(0..<n)
-        try Profile.time("proj") { try p.proj.forward(normed, into: projected, context: ctx) }
-        Ops.addInPlace(cur.reshaped(Shape(n, c)), projected, context: ctx)
+        defer { arena.reset(to: mark) }
+        let b = min(blockTokens, n)
+        var scores = try ChannelAttentionBlocks(channels: c, groups: stage.groups, threads: ctx.pool.threadCount, arena: arena)
+        // q·k from the first 2C outputs and v from the last C when the weights can be cut there
+        // (int8 panels of 16); otherwise all 3C outputs in both passes.
+        let qkPart = p.qkv.outputs(0..<(2 * c)), vPart = p.qkv.outputs((2 * c)..<(3 * c))
+        let split = qkPart != nil && vPart != nil
+        let buf = try arena.tensor(Shape(b, 3 * c)), att = try arena.tensor(Shape(b, c)), out = try arena.tensor(Shape(b, c))
+        var r0 = 0
+        while r0 < n {
+            let m = min(b, n - r0), x = normed.rows(r0..<(r0 + m))
+            if split, let qk = qkPart {
+                let y = buf.reshaped(Shape(3 * b, c)).rows(0..<(2 * m)).reshaped(Shape(m, 2 * c))
+                try Profile.time("qkv") { try qk.forward(x, into: y, context: ctx) }
+                Profile.time("chattn") { scores.accumulate(y, context: ctx) }
+            } else {
+                let y = buf.rows(0..<m)
+                try Profile.time("qkv") { try p.qkv.forward(x, into: y, context: ctx) }
+                Profile.time("chattn") { scores.accumulate(y, context: ctx) }
+            }
+            r0 += m
+        }
+        scores.finish()
+        r0 = 0
+        while r0 < n {
+            let m = min(b, n - r0), x = normed.rows(r0..<(r0 + m)), a = att.rows(0..<m), o = out.rows(0..<m)
+            if split, let v = vPart {
+                let y = buf.reshaped(Shape(3 * b, c)).rows(0..<m)
+                try Profile.time("qkv") { try v.forward(x, into: y, context: ctx) }
+                Profile.time("chattn") { scores.apply(y, column: 0, into: a, context: ctx) }
+            } else {
+                let y = buf.rows(0..<m)
+                try Profile.time("qkv") { try p.qkv.forward(x, into: y, context: ctx) }
+                Profile.time("chattn") { scores.apply(y, column: 2 * c, into: a, context: ctx) }
+            }
+            try Profile.time("proj") { try p.proj.forward(a, into: o, context: ctx) }
+            Ops.addInPlace(residual.rows(r0..<(r0 + m)), o, context: ctx)
+            r0 += m
+        }
         arena.reset(to: mark)
         try positional(p.cpe1W, p.cpe1B, &cur, &other, &curIsA, ctx: ctx)
         try mlp(p, stage, cur, arena: arena, ctx: ctx, blockTokens: blockTokens)

@@ -47,6 +47,9 @@ public final class Florence2Model {
     public init(file: Florence2ModelFile, pool: WorkerPool, logger: Logger = Logger(label: "ocellus.model")) throws {
         self.file = file
         let f = file.file, config = file.config, limits = file.limits
+        guard pool.threadCount <= limits.threads else {
+            throw Florence2ConfigError.limit(name: "threads", reason: "the pool has \(pool.threadCount) threads but memory was planned for \(limits.threads)")
+        }
         geometry = try Florence2Geometry(config: config, limits: limits)
         let scratch = try Florence2MemoryPlanner.scratchBytes(config: config, limits: limits)
         context = ComputeContext(pool: pool, scratchBytes: scratch)
