@@ -167,6 +167,37 @@ public enum Ops {
         }
     }
 
+    /// A convolution through a linear layer: `weights` is the kernel as a linear `[Cout, Cin·k²]`
+    /// (the PyTorch `[Cout, Cin, k, k]` flattened, int8 or fp32, with the bias), applied to im2col
+    /// panels of output rows built in `panels` (an arena; `conv2dScratchBytes` of it per call, released
+    /// on return). Same result as `conv2d` up to the linear's precision.
+    /// - Parameters: input `[H, W, Cin]`; out `[Ho, Wo, Cout]`.
+    public static func conv2d(_ input: Tensor, weights: Linear, kernel: Int, stride: Int, padding: Int, into out: Tensor,
+                              panels: Arena, context: ComputeContext) throws {
+        precondition(input.shape.rank == 3, "conv2d: input must be [H, W, Cin], got \(input.shape)")
+        let h = input.shape[0], w = input.shape[1], cin = input.shape[2]
+        let k = cin * kernel * kernel, cout = weights.outFeatures
+        precondition(weights.inFeatures == k, "conv2d: weights take \(weights.inFeatures) inputs, the patches have \(k)")
+        let ho = convOutputSize(h, kernel: kernel, stride: stride, padding: padding)
+        let wo = convOutputSize(w, kernel: kernel, stride: stride, padding: padding)
+        precondition(out.shape == Shape(ho, wo, cout), "conv2d: out must be [\(ho), \(wo), \(cout)], got \(out.shape)")
+        precondition(!overlaps(out, input), "conv2d: out must not overlap input")
+        let chunkRows = conv2dChunkRows(outHeight: ho, outWidth: wo, patch: k)
+        let mark = panels.mark()
+        defer { panels.reset(to: mark) }
+        let panel = try panels.tensor(Shape(chunkRows * wo, k))
+        let flat = out.reshaped(Shape(ho * wo, cout))
+        var y0 = 0
+        while y0 < ho {
+            let rows = min(chunkRows, ho - y0), p0 = y0 * wo, m = rows * wo
+            let pv = panel.rows(0..<m)
+            context.pool.parallelFor(m, minChunk: 64, Im2colRows(inp: input.base, h: h, w: w, cin: cin, kernel: kernel, stride: stride,
+                                                                padding: padding, wo: wo, p0: p0, k: k, panel: pv.base))
+            try weights.forward(pv, into: flat.rows(p0..<(p0 + m)), context: context)
+            y0 += rows
+        }
+    }
+
     /// Scratch bytes `depthwiseConv3x3` takes: the weights transposed to `[9, C]` (64-byte aligned).
     public static func depthwiseConv3x3ScratchBytes(channels: Int) -> Int {
         Arena.aligned(9 * channels * MemoryLayout<Float>.stride)
@@ -353,6 +384,14 @@ private struct ConvGeometry {
     let p0: Int, m: Int, k: Int, cout: Int
     let panel: UnsafeMutablePointer<Float>, wp: UnsafeMutablePointer<Float>, bp: UnsafeMutablePointer<Float>?
     let out: UnsafeMutablePointer<Float>
+}
+
+private struct Im2colRows: RangeTask {
+    let inp: UnsafeMutablePointer<Float>, h: Int, w: Int, cin: Int, kernel: Int, stride: Int, padding: Int, wo: Int
+    let p0: Int, k: Int, panel: UnsafeMutablePointer<Float>
+    func callAsFunction(_ r: Range<Int>) {
+        ock_im2col_f32(inp, h, w, cin, kernel, stride, padding, wo, p0 + r.lowerBound, p0 + r.upperBound, panel + r.lowerBound * k)
+    }
 }
 
 private struct ConvIm2colTask: RangeTask {

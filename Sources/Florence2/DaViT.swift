@@ -7,13 +7,27 @@ import Foundation
 
 /// A stage's convolutional patch embedding (`convs.{s}`).
 struct ConvEmbed {
-    let weight: Tensor  // v.conv{s}.w [C_s, C_in, k, k] f32
-    let bias: Tensor  // v.conv{s}.b [C_s] f32
+    let weights: Linear  // v.conv{s}.w [C_s, C_in, k, k] f32 seen as [C_s, C_in·k²], or .qweight/.scale int8; + v.conv{s}.b
     let normWeight: Tensor  // v.conv{s}.ln.w [C_in] (pre-norm) or [C_s] f32
     let normBias: Tensor  // v.conv{s}.ln.b
+    let kernel: Int
     let stride: Int
     let padding: Int
     let prenorm: Bool
+
+    /// Loads stage `s`'s convolution: int8 (`.qweight` panel16x4 + `.scale`, as a linear over
+    /// the flattened patch) when the file has it, else the F32 kernel `.w`.
+    static func load(_ f: GGUFFile, stage s: Int, cin: Int, cout: Int, kernel k: Int) throws -> Linear {
+        let base = "v.conv\(s)", patch = cin * k * k
+        let bias = try f.tensor(base + ".b", shape: Shape(cout))
+        if f.hasTensor(base + ".qweight") {
+            let l = try f.linear(base, outFeatures: cout, inFeatures: patch, bias: false)
+            guard case let .int8(w) = l.storage else { throw GGUFError.missingTensor(file: f.path, tensor: base + ".qweight") }
+            return Linear(int8: w, bias: bias)
+        }
+        let w = try f.tensor(base + ".w", shape: Shape(cout, cin, k, k))
+        return Linear(weight: w.reshaped(Shape(cout, patch)), bias: bias)
+    }
 }
 
 /// One half of a DaViT block: the spatial (window attention) or channel (channel attention) block.
@@ -78,11 +92,10 @@ final class DaViT {
             let c = v.embedDims[s], cin = s == 0 ? 3 : v.embedDims[s - 1], k = v.patchSize[s]
             let normC = v.patchPrenorm[s] ? cin : c
             let embed = ConvEmbed(
-                weight: try f.tensor("v.conv\(s).w", shape: Shape(c, cin, k, k)),
-                bias: try f.tensor("v.conv\(s).b", shape: Shape(c)),
+                weights: try ConvEmbed.load(f, stage: s, cin: cin, cout: c, kernel: k),
                 normWeight: try f.tensor("v.conv\(s).ln.w", shape: Shape(normC)),
                 normBias: try f.tensor("v.conv\(s).ln.b", shape: Shape(normC)),
-                stride: v.patchStride[s], padding: v.patchPadding[s], prenorm: v.patchPrenorm[s])
+                kernel: k, stride: v.patchStride[s], padding: v.patchPadding[s], prenorm: v.patchPrenorm[s])
             var spatial: [DaViTHalf] = [], channel: [DaViTHalf] = []
             for d in 0..<v.depths[s] {
                 let p = "v.s\(s).b\(d)"
@@ -113,7 +126,10 @@ final class DaViT {
             if e.prenorm { Ops.layerNorm(cur, weight: e.normWeight, bias: e.normBias, eps: eps, into: cur, context: ctx) }
             let outBuf = curIsA ? bufferB : bufferA
             let y = outBuf.rows(0..<(h * w * c)).reshaped(Shape(h, w, c))
-            try Profile.time("conv") { try Ops.conv2d(cur, weight: e.weight, bias: e.bias, stride: e.stride, padding: e.padding, into: y, context: ctx) }
+            try Profile.time("conv") {
+                try Ops.conv2d(cur, weights: e.weights, kernel: e.kernel, stride: e.stride, padding: e.padding, into: y,
+                               panels: arena, context: ctx)
+            }
             if !e.prenorm { Ops.layerNorm(y, weight: e.normWeight, bias: e.normBias, eps: eps, into: y, context: ctx) }
             observe?("conv\(s)", y)
             cur = y

@@ -112,7 +112,7 @@ public enum Florence2MemoryPlanner {
 
     /// Arena bytes of the vision phase (the two residual buffers, then the largest block's
     /// temporaries, or the projector's features), and the stage that peaks.
-    static func visionBytes(config: Florence2Config, geometry g: Florence2Geometry, threads: Int) -> (bytes: Int, residual: Int, worst: Int, worstStage: Int) {
+    static func visionBytes(config: Florence2Config, geometry g: Florence2Geometry, limits: Florence2Limits) -> (bytes: Int, residual: Int, worst: Int, worstStage: Int) {
         let v = config.vision
         var residual = 0
         for s in 0..<v.stageCount { residual = max(residual, g.stageSizes[s].0 * g.stageSizes[s].1 * v.embedDims[s]) }
@@ -124,10 +124,14 @@ public enum Florence2MemoryPlanner {
             let batch = max(1, min(nWin, visionBlockTokens / t))
             let spatial = a(batch * t * c) + a(batch * t * 3 * c) + a(batch * t * c)
             let channel = a(min(visionBlockTokens, n) * 3 * c) + 2 * a(min(visionBlockTokens, n) * c)
-                + ChannelAttentionBlocks.bytes(channels: c, groups: v.numGroups[s], threads: threads)
+                + ChannelAttentionBlocks.bytes(channels: c, groups: v.numGroups[s], threads: limits.threads)
             let b = min(visionBlockTokens, n)
             let mlp = a(b * c) + a(b * v.mlpHidden(s)) + a(b * c)
-            let peak = max(spatial, channel, mlp)
+            let cin = s == 0 ? 3 : v.embedDims[s - 1]
+            let (inH, inW) = s == 0 ? (limits.imageHeight, limits.imageWidth) : g.stageSizes[s - 1]
+            let convPanel = Ops.conv2dScratchBytes(height: inH, width: inW, inChannels: cin, kernel: v.patchSize[s],
+                                                   stride: v.patchStride[s], padding: v.patchPadding[s])
+            let peak = max(spatial, channel, mlp, convPanel)
             if peak > worst { worst = peak; worstStage = s }
         }
         let c3 = v.embedDims[v.stageCount - 1]
@@ -160,8 +164,10 @@ public enum Florence2MemoryPlanner {
             let nWin = ((h + ws - 1) / ws) * ((w + ws - 1) / ws)
             let batch = max(1, min(nWin, visionBlockTokens / tk))
             let b = min(visionBlockTokens, n)
-            need = max(need, Ops.conv2dScratchBytes(height: inH, width: inW, inChannels: cin, kernel: v.patchSize[s],
-                                                    stride: v.patchStride[s], padding: v.patchPadding[s]))
+            let patch = cin * v.patchSize[s] * v.patchSize[s]
+            let panelRows = Ops.conv2dScratchBytes(height: inH, width: inW, inChannels: cin, kernel: v.patchSize[s],
+                                                   stride: v.patchStride[s], padding: v.patchPadding[s]) / (patch * 4)
+            need = max(need, Linear.scratchBytes(rows: panelRows + 1, inFeatures: patch))
             need = max(need, Ops.depthwiseConv3x3ScratchBytes(channels: c))
             need = max(need, Attention.windowScratchBytes(tokens: tk, threads: threads))
             need = max(need, Attention.channelScratchBytes(tokens: n, channels: c, groups: v.numGroups[s], threads: threads))
@@ -202,7 +208,7 @@ public enum Florence2MemoryPlanner {
         items.append(.init(kind: .arena, name: "temporal embedding row [\(v.embedDims[v.stageCount - 1])] f32", bytes: constants))
         let persistent = pixels + encHidden + logits + constants
 
-        let vision = visionBytes(config: config, geometry: g, threads: limits.threads)
+        let vision = visionBytes(config: config, geometry: g, limits: limits)
         items.append(.init(kind: .arena, name: "vision phase: residual [\(vision.residual) f32] x2 (ping-pong)", bytes: 2 * a(vision.residual)))
         items.append(.init(kind: .arena, name: "vision phase: largest block temporaries (stage \(vision.worstStage)) or projector features", bytes: vision.worst))
         let enc = encoderBytes(config: config, geometry: g)
@@ -230,7 +236,7 @@ public enum Florence2MemoryPlanner {
         let v = config.vision, t = config.text
         let persistent = a(limits.imageHeight * limits.imageWidth * 3) + a(g.encoderLength * t.dModel)
             + a(limits.numBeams * t.vocabSize) + a(v.embedDims[v.stageCount - 1])
-        return persistent + max(visionBytes(config: config, geometry: g, threads: limits.threads).bytes, encoderBytes(config: config, geometry: g),
+        return persistent + max(visionBytes(config: config, geometry: g, limits: limits).bytes, encoderBytes(config: config, geometry: g),
                                 decoderBytes(config: config, limits: limits))
     }
 }
