@@ -156,11 +156,14 @@ def main():
         # 2. int8 tensors decode by FORMAT.md's formula.
         checked = 0
         for gname, w in t32.items():
-            if not gname.endswith(".weight"):
+            if convert.CONV_WEIGHT.match(gname):  # stage convolutions: int8 over the flattened patch
+                base, w = gname[: -len(".w")], w.reshape(w.shape[0], -1)
+            elif gname.endswith(".weight"):
+                base = gname[: -len(".weight")]
+            else:
                 continue
-            base = gname[: -len(".weight")]
             if base + ".qweight" not in t8:
-                if not np.array_equal(t8.get(gname), w) or w.shape[1] % 4 == 0:
+                if not np.array_equal(np.asarray(t8.get(gname)).reshape(w.shape), w) or w.shape[1] % 4 == 0:
                     fail(f"{base}: neither int8 nor a legitimate fp32 fallback")
                 continue
             q, s = t8[base + ".qweight"].reshape(-1), t8[base + ".scale"]
