@@ -163,7 +163,8 @@ def main():
             else:
                 continue
             if base + ".qweight" not in t8:
-                if not np.array_equal(np.asarray(t8.get(gname)).reshape(w.shape), w) or w.shape[1] % 4 == 0:
+                conv_default = convert.CONV_WEIGHT.match(gname) is not None  # convs stay fp32 unless --int8-convs
+                if not np.array_equal(np.asarray(t8.get(gname)).reshape(w.shape), w) or (w.shape[1] % 4 == 0 and not conv_default):
                     fail(f"{base}: neither int8 nor a legitimate fp32 fallback")
                 continue
             q, s = t8[base + ".qweight"].reshape(-1), t8[base + ".scale"]
