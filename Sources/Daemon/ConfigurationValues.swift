@@ -165,7 +165,8 @@ extension FrameSize {
 public enum Suggestion {
     /// The candidate nearest to `word` by edit distance (insertions, deletions, substitutions and
     /// swaps of neighbours, case and `-`/`_` ignored), if it is near enough to be a likely typo:
-    /// at most 1 edit for words up to 4 characters, 2 up to 8, 3 beyond.
+    /// at most 1 edit for words up to 4 characters, 2 up to 8, 3 beyond; failing that, the shortest
+    /// candidate that starts with a word of 3 or more characters (`warn` → `warning`).
     public static func nearest(to word: String, among candidates: [String]) -> String? {
         let w = normalize(word)
         let allowed = w.count <= 4 ? 1 : (w.count <= 8 ? 2 : 3)
@@ -174,7 +175,9 @@ public enum Suggestion {
             let d = distance(w, normalize(c))
             if d <= allowed, best == nil || d < best!.1 { best = (c, d) }
         }
-        return best?.0
+        if let best { return best.0 }
+        guard w.count >= 3 else { return nil }
+        return candidates.filter { normalize($0).starts(with: w) }.min { $0.count < $1.count }
     }
 
     private static func normalize(_ s: String) -> [Character] {
