@@ -32,12 +32,36 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// Problems that do not stop the daemon (an insecure TLS setting, an interval shorter than the
     /// frame period, ...), with their key paths.
     public var warnings: [ConfigurationIssue]
+    /// Where each key's value was written (`cameras.porch.source` → line 12, column 13), so that
+    /// later checks can point into the file too.
+    public var positions: [String: SourcePosition]
+
+    /// Equal settings: `warnings` and `positions` are not compared (moving a key or adding a
+    /// comment changes nothing the daemon does).
+    public static func == (l: DaemonConfiguration, r: DaemonConfiguration) -> Bool {
+        l.nodeId == r.nodeId && l.logLevel == r.logLevel && l.broker == r.broker && l.model == r.model
+            && l.cameras == r.cameras && l.health == r.health && l.homeAssistant == r.homeAssistant && l.outbox == r.outbox
+    }
 
     /// The camera called `name`, if any.
     public func camera(named name: String) -> CameraConfiguration? { cameras.first { $0.name == name } }
 
     /// The topic root of this node: `<topic_prefix>/<node_id>`.
     public var topicRoot: String { "\(broker.topicPrefix)/\(nodeId)" }
+}
+
+/// A 1-based line and column in a configuration file.
+public struct SourcePosition: Sendable, Equatable {
+    /// Line, from 1.
+    public var line: Int
+    /// Column, from 1.
+    public var column: Int
+
+    /// A position.
+    public init(line: Int, column: Int) {
+        self.line = line
+        self.column = column
+    }
 }
 
 // MARK: - Broker

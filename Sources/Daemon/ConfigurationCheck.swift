@@ -51,11 +51,15 @@ public struct ConfigurationCheck: Sendable {
     // MARK: Files
 
     private mutating func error(_ path: String, _ message: String, value: String? = nil, hint: String? = nil) {
-        issues.append(ConfigurationIssue(severity: .error, path: path, message: message, value: value, hint: hint))
+        let at = configuration.positions[path]
+        issues.append(ConfigurationIssue(severity: .error, path: path, line: at?.line, column: at?.column,
+                                         message: message, value: value, hint: hint))
     }
 
     private mutating func warn(_ path: String, _ message: String, value: String? = nil, hint: String? = nil) {
-        issues.append(ConfigurationIssue(severity: .warning, path: path, message: message, value: value, hint: hint))
+        let at = configuration.positions[path]
+        issues.append(ConfigurationIssue(severity: .warning, path: path, line: at?.line, column: at?.column,
+                                         message: message, value: value, hint: hint))
     }
 
     /// `stat` of `path`, nil when it does not exist.

@@ -90,6 +90,12 @@ enum Schema {
 final class ConfigurationReader {
     let baseDirectory: String?
     private(set) var issues: [ConfigurationIssue] = []
+    /// Key path → where its value is written.
+    private(set) var positions: [String: SourcePosition] = [:]
+
+    func record(_ path: String, _ node: Node) {
+        if let m = node.mark { positions[path] = SourcePosition(line: m.line, column: m.column) }
+    }
 
     init(baseDirectory: String?) { self.baseDirectory = baseDirectory }
 
@@ -180,6 +186,7 @@ final class ConfigurationReader {
                 continue
             }
             f.nodes[key] = v
+            record(keyPath, v)
         }
         return f
     }
@@ -355,7 +362,7 @@ final class ConfigurationReader {
 
         return DaemonConfiguration(nodeId: nodeId, logLevel: level, broker: broker, model: model, cameras: cameras,
                                    health: health, homeAssistant: homeAssistant, outbox: outbox,
-                                   warnings: issues.filter { $0.severity == .warning })
+                                   warnings: issues.filter { $0.severity == .warning }, positions: positions)
     }
 
     // MARK: - Broker
@@ -538,6 +545,7 @@ final class ConfigurationReader {
             }
             let name = ks.string
             let path = "cameras.\(name)"
+            record(path, v)
             _ = self.name(name, path, k, what: "a camera name")
             guard let cam = readCamera(v, name: name, path: path) else { continue }
             if case let .device(d) = cam.source {
@@ -579,6 +587,7 @@ final class ConfigurationReader {
                 var names: [String: Int] = [:]
                 for (i, item) in seq.enumerated() {
                     let ip = "\(tp)[\(i)]"
+                    record(ip, item)
                     guard let t = readTask(item, path: ip, fps: fps) else { continue }
                     if let j = names[t.name] {
                         error("\(ip).name", item, "two tasks of this camera publish on the same topic level '\(t.name)' (tasks[\(j)] too)",

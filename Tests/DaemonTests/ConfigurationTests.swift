@@ -104,6 +104,11 @@ final class ConfigurationTests: XCTestCase {
         let check = ConfigurationCheck(c, environment: [:], cores: 2)
         XCTAssertEqual(check.errors.map(\.path), ["model.path"])
         XCTAssertEqual(check.warnings.map(\.path), ["cameras.porch.source"])
+        // File checks point into the file as parse errors do.
+        let lines = try String(contentsOfFile: Self.root + "/Configs/ocellus.yaml", encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false)
+        let at = try XCTUnwrap(check.errors[0].line)
+        XCTAssertTrue(lines[at - 1].hasPrefix("  path: "), "line \(at): \(lines[at - 1])")
+        XCTAssertEqual(check.errors[0].column, 9)
     }
 
     /// The values `Configs/ocellus.yaml` states are the defaults a minimal file gets.
@@ -463,6 +468,10 @@ final class ConfigurationTests: XCTestCase {
             DaemonConfiguration.diff(old, try parse(edit(base)))
         }
         XCTAssertTrue(DaemonConfiguration.diff(old, old).isEmpty)
+        let moved = try parse("# a comment moves every line\n\n" + base)
+        XCTAssertEqual(moved, old, "positions are not settings")
+        XCTAssertNotEqual(moved.positions, old.positions)
+        XCTAssertTrue(DaemonConfiguration.diff(old, moved).isEmpty)
         XCTAssertEqual(DaemonConfiguration.diff(old, old).summary, [])
 
         // Prompt, task and interval: no reopen, no model reload, no reconnect.
