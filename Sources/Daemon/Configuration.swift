@@ -293,8 +293,9 @@ public struct TaskConfiguration: Sendable, Equatable {
     /// `retainsByDefault`).
     public var retain: Bool?
 
-    /// The prompt the model sees (validated when the file was parsed).
-    public var prompt: String { (try? task.prompt(text: text)) ?? task.template }
+    /// The prompt the model sees. A parsed configuration's tasks always have one; a task built by
+    /// hand with unusable text throws `Florence2TaskError`.
+    public func prompt() throws -> String { try task.prompt(text: text) }
 
     /// Whether results are retained: `retain`, else true for text results (captions, OCR) and false
     /// for detections and grounding, as issue 5 specifies.

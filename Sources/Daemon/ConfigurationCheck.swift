@@ -145,6 +145,7 @@ public struct ConfigurationCheck: Sendable {
             self.error("model.path", "not a usable Florence-2 model: \(error)", value: m.path)
             return
         }
+        checkPrompts(file: file)
         let limits = m.limits(for: config)
         let weightBytes = file.tensorInfos.reduce(0) { $0 + $1.byteCount }
         do {
@@ -164,6 +165,28 @@ public struct ConfigurationCheck: Sendable {
             }
         } catch {
             self.error("model", "\(error)")
+        }
+    }
+
+    /// Every task's prompt, tokenized with the model's tokenizer, fits `max_prompt_tokens`.
+    private mutating func checkPrompts(file: GGUFFile) {
+        let tokenizer: BPETokenizer
+        do { tokenizer = try BPETokenizer(file: file) } catch {
+            self.error("model.path", "the model file's tokenizer cannot be read: \(error)", value: file.path)
+            return
+        }
+        let limit = configuration.model.maxPromptTokens
+        for c in configuration.cameras where c.enabled {
+            for (i, t) in c.tasks.enumerated() {
+                guard let prompt = try? t.prompt() else { continue }
+                let n = tokenizer.encoderInputIds(prompt: prompt).count
+                if n > limit {
+                    let key = "cameras.\(c.name).tasks[\(i)].\(t.text == nil ? "task" : "text")"
+                    error(key, "the prompt is \(n) tokens (<s> and </s> included), more than model.max_prompt_tokens \(limit)",
+                          value: t.text.map { String($0.prefix(60)) },
+                          hint: "shorten the text, or raise model.max_prompt_tokens (the memory plan grows with it)")
+                }
+            }
         }
     }
 

@@ -13,7 +13,8 @@ public struct ConfigurationDiff: Sendable, Equatable {
         case added
         /// Gone, or newly disabled: close it (a disabled camera's status becomes `disabled`).
         case removed
-        /// Source, size or fps changed (or newly enabled): close and reopen it.
+        /// Source, size or fps changed (or newly enabled): close and reopen it, with the new file's
+        /// tasks.
         case reopen
         /// Only its tasks changed (token, text, interval, retain or name): the scheduler takes the
         /// new list from the next frame; the camera stays open.

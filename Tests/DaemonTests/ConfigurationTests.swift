@@ -98,7 +98,7 @@ final class ConfigurationTests: XCTestCase {
         XCTAssertEqual(porch.source, .device("/dev/v4l/by-id/usb-046d_HD_Pro_Webcam_C920-video-index0"))
         XCTAssertEqual(porch.tasks.map(\.name), ["caption", "person_parcel"])
         XCTAssertEqual(porch.tasks[1].text, "a person. a parcel.")
-        XCTAssertEqual(porch.tasks[1].prompt, "Locate the phrases in the caption: a person. a parcel.")
+        XCTAssertEqual(try porch.tasks[1].prompt(), "Locate the phrases in the caption: a person. a parcel.")
         XCTAssertTrue(c.warnings.isEmpty, "\(c.warnings)")
         // On this machine the model file and the camera are absent: an error and a warning.
         let check = ConfigurationCheck(c, environment: [:], cores: 2)
@@ -227,9 +227,10 @@ final class ConfigurationTests: XCTestCase {
         let t = c.cameras[0].tasks
         XCTAssertEqual(t[0].text, "a red car")
         XCTAssertEqual(t[0].retain, true)
-        XCTAssertEqual(t[0].prompt, "Locate a red car in the image.")
+        XCTAssertEqual(try t[0].prompt(), "Locate a red car in the image.")
         XCTAssertEqual(t[1].name, "region1")
-        XCTAssertEqual(t[1].prompt, "What is the region <loc_1><loc_2><loc_500><loc_999>?")
+        XCTAssertThrowsError(try TaskConfiguration(name: "x", task: .caption, text: "a dog", interval: 1, retain: nil).prompt())
+        XCTAssertEqual(try t[1].prompt(), "What is the region <loc_1><loc_2><loc_500><loc_999>?")
     }
 
     // MARK: - Errors, each with its key path
@@ -562,6 +563,15 @@ final class ConfigurationTests: XCTestCase {
         let big = ConfigurationCheck(try parse(Self.yaml(model: "model:\n  path: \(Self.tinyModel)\n  max_new_tokens: 4096\n  threads: 64\n")), environment: [:], cores: 2)
         XCTAssertEqual(big.errors.map(\.path), ["model.max_new_tokens"])
         XCTAssertEqual(big.warnings.map(\.path), ["model.threads"])
+
+        // A prompt longer than max_prompt_tokens, counted with the model's own tokenizer.
+        let phrases = Array(repeating: "a red car", count: 12).joined(separator: ". ")
+        let cams = "cameras:\n  gate:\n    source: pattern\n    tasks:\n      - { task: <CAPTION_TO_PHRASE_GROUNDING>, text: '\(phrases)' }\n"
+        let long = ConfigurationCheck(try parse(Self.yaml(model: "model:\n  path: \(Self.tinyModel)\n  max_prompt_tokens: 16\n", cameras: cams)), environment: [:], cores: 2)
+        XCTAssertEqual(long.errors.map(\.path), ["cameras.gate.tasks[0].text"])
+        XCTAssertTrue(long.errors[0].message.contains("more than model.max_prompt_tokens 16"), long.errors[0].message)
+        let roomy = ConfigurationCheck(try parse(Self.yaml(model: "model:\n  path: \(Self.tinyModel)\n", cameras: cams)), environment: [:], cores: 2)
+        XCTAssertEqual(roomy.errors, [])
 
         let dir = try temporaryDirectory()
         try write("not a model", to: dir + "/junk.gguf")
