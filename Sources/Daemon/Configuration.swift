@@ -155,6 +155,7 @@ public enum SecretFile: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// `file PATH` or `systemd credential NAME` (never the secret).
     public var description: String {
         switch self {
         case let .file(path, _): return "file \(path)"
@@ -231,6 +232,7 @@ public struct FrameSize: Sendable, Equatable, CustomStringConvertible {
         self.height = height
     }
 
+    /// `WIDTHxHEIGHT`.
     public var description: String { "\(width)x\(height)" }
 }
 
@@ -248,6 +250,7 @@ public enum CameraSource: Sendable, Equatable, CustomStringConvertible {
     /// The file extensions an image source may have.
     public static let imageExtensions: Set<String> = ["jpg", "jpeg", "png", "ppm"]
 
+    /// `pattern`, `device PATH`, `image PATH` or `folder PATH`.
     public var description: String {
         switch self {
         case .pattern: return "pattern"

@@ -59,6 +59,7 @@ public struct ConfigurationDiff: Sendable, Equatable {
         return out
     }
 
+    /// The same actions for the same cameras in the same order.
     public static func == (l: ConfigurationDiff, r: ConfigurationDiff) -> Bool {
         l.cameras.elementsEqual(r.cameras, by: { $0.name == $1.name && $0.change == $1.change })
             && l.reloadModel == r.reloadModel && l.reconnectBroker == r.reconnectBroker

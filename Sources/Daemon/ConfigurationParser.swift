@@ -182,7 +182,7 @@ final class ConfigurationReader {
                 continue
             }
             guard allowed.contains(key) else {
-                unknownKey(key, keyPath: keyPath, node: k, allowed: allowed, here: path)
+                unknownKey(key, keyPath: keyPath, node: k, allowed: allowed)
                 continue
             }
             f.nodes[key] = v
@@ -191,7 +191,7 @@ final class ConfigurationReader {
         return f
     }
 
-    private func unknownKey(_ key: String, keyPath: String, node: Node, allowed: [String], here: String) {
+    private func unknownKey(_ key: String, keyPath: String, node: Node, allowed: [String]) {
         let hint: String
         if let s = Suggestion.nearest(to: key, among: allowed) {
             hint = "did you mean '\(s)'?"
@@ -347,7 +347,7 @@ final class ConfigurationReader {
 
         let broker = readBroker(top["broker"], nodeId: nodeId)
         let model = readModel(top["model"], present: top.nodes["model"] != nil)
-        let cameras = readCameras(top["cameras"], node: top.nodes["cameras"])
+        let cameras = readCameras(top["cameras"], written: top.nodes["cameras"])
 
         let h = fields(top["health"], path: "health", allowed: Schema.health)
         let health = HealthConfiguration(interval: duration(h, "interval", minimum: 1) ?? DaemonConfiguration.Defaults.healthInterval)
@@ -525,7 +525,8 @@ final class ConfigurationReader {
 
     // MARK: - Cameras
 
-    func readCameras(_ node: Node?, node raw: Node?) -> [CameraConfiguration] {
+    /// `node` is nil when absent or null; `raw` is what was written (nil only when absent).
+    func readCameras(_ node: Node?, written raw: Node?) -> [CameraConfiguration] {
         let example = "e.g. `cameras: { porch: { source: /dev/v4l/by-id/usb-...-video-index0, tasks: [ { task: <CAPTION>, interval: 10s } ] } }`"
         guard let node else {
             error("cameras", raw, raw == nil ? "missing section: at least one camera is required" : "no camera configured", hint: example)
