@@ -310,7 +310,7 @@ final class ConfigurationReader {
     func name(_ s: String, _ path: String, _ node: Node?, what: String) -> Bool {
         guard Names.isValidName(s) else {
             let fixed = DaemonConfiguration.sanitizedNodeId(hostname: s.replacingOccurrences(of: ".", with: "-"))
-            error(path, node, "\(what) must be 1 to 64 characters of a-z, 0-9, '_' and '-' (it appears in MQTT topics)",
+            error(path, node, "not a usable \(what): use 1 to 64 characters of a-z, 0-9, '_' and '-' (it appears in MQTT topics)",
                   value: s, hint: "e.g. '\(fixed)'")
             return false
         }
@@ -341,7 +341,7 @@ final class ConfigurationReader {
     func readFile(_ root: Node?, hostname: String) -> DaemonConfiguration {
         let top = fields(root, path: "", allowed: Schema.top)
         var nodeId = DaemonConfiguration.sanitizedNodeId(hostname: hostname)
-        if let s = string(top, "node_id"), name(s, "node_id", top["node_id"], what: "node_id") { nodeId = s }
+        if let s = string(top, "node_id"), name(s, "node_id", top["node_id"], what: "node id") { nodeId = s }
         var level = DaemonConfiguration.Defaults.logLevel
         if let s = choice(top, "log_level", Logger.Level.allCases.map(\.rawValue)), let l = Logger.Level(rawValue: s) { level = l }
 
@@ -547,7 +547,7 @@ final class ConfigurationReader {
             let name = ks.string
             let path = "cameras.\(name)"
             record(path, v)
-            _ = self.name(name, path, k, what: "a camera name")
+            _ = self.name(name, path, k, what: "camera name")
             guard let cam = readCamera(v, name: name, path: path) else { continue }
             if case let .device(d) = cam.source {
                 if let other = devices[d] {
@@ -699,7 +699,7 @@ final class ConfigurationReader {
         let retain = bool(f, "retain")
         var name = TaskConfiguration.defaultName(task)
         if let s = string(f, "name") {
-            if self.name(s, f.path("name"), f["name"], what: "a task name") { name = s } else { ok = false }
+            if self.name(s, f.path("name"), f["name"], what: "task name") { name = s } else { ok = false }
         }
         guard ok else { return nil }
         return TaskConfiguration(name: name, task: task, text: text, interval: interval, retain: retain)
