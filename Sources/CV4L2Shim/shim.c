@@ -62,8 +62,6 @@ static inline void yuv_px(int y, int u, int v, uint8_t *o) {
     o[2] = clamp8((c + 516 * d + 128) >> 8);
 }
 
-void ocv_yuv_to_rgb_ref(int y, int u, int v, uint8_t *rgb3) { yuv_px(y, u, v, rgb3); }
-
 void ocv_yuyv_to_rgb(const uint8_t *src, size_t stride, int width, int height, uint8_t *rgb) {
     for (int r = 0; r < height; r++) {
         const uint8_t *s = src + (size_t)r * stride;

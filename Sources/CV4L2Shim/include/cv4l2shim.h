@@ -61,6 +61,4 @@ int ocv_munmap(void *start, size_t length);
 void ocv_yuyv_to_rgb(const uint8_t *src, size_t stride, int width, int height, uint8_t *rgb);
 /* NV12 [Y plane height x stride, then UV plane height/2 x stride, U V interleaved] -> rgb [height, width, 3]. */
 void ocv_nv12_to_rgb(const uint8_t *src, size_t stride, int width, int height, uint8_t *rgb);
-/* One pixel of the conversion above (the reference the tests check against). */
-void ocv_yuv_to_rgb_ref(int y, int u, int v, uint8_t *rgb3);
 #endif
