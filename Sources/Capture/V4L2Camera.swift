@@ -81,9 +81,11 @@ public struct NegotiatedFormat: Sendable, Equatable, CustomStringConvertible {
     public let buffers: Int
     /// The device's card name.
     public let card: String
+    /// The node the path resolved to at this open (`/dev/video2` for a by-id link; it changes on replug).
+    public let node: String
 
     public var description: String {
-        "\(format) \(width)x\(height)" + (fps.map { " @ \(($0 * 100).rounded() / 100) fps" } ?? "") + ", \(buffers) buffers, \(card)"
+        "\(format) \(width)x\(height)" + (fps.map { " @ \(($0 * 100).rounded() / 100) fps" } ?? "") + ", \(buffers) buffers, \(card)" + (node.isEmpty ? "" : " (\(node))")
     }
 }
 
@@ -233,6 +235,7 @@ public final class V4L2Camera: FrameSource {
     public func close() {
         wanted = false
         teardown()
+        backoff = config.backoffInitial
         health.transition(.closed)
     }
 
@@ -249,7 +252,8 @@ public final class V4L2Camera: FrameSource {
     private func drain() -> Drained {
         var newest: v4l2_buffer?
         do {
-            while true {
+            // Bounded: a driver refilling requeued buffers as fast as we drain cannot keep us here.
+            for _ in 0..<(2 * mapped.count) {
                 var b = v4l2_buffer()
                 b.type = ocv_V4L2_BUF_TYPE_VIDEO_CAPTURE
                 b.memory = ocv_V4L2_MEMORY_MMAP
@@ -419,7 +423,8 @@ public final class V4L2Camera: FrameSource {
             mapped.append((p, length))
         }
         negotiated = NegotiatedFormat(format: format, width: w, height: h, bytesPerLine: stride,
-                                      sizeImage: Int(f.fmt.pix.sizeimage), fps: fps, buffers: Int(req.count), card: card)
+                                      sizeImage: Int(f.fmt.pix.sizeimage), fps: fps, buffers: Int(req.count), card: card,
+                                      node: Self.resolve(dev))
         image.reshape(width: w, height: h)
     }
 
@@ -508,17 +513,27 @@ public final class V4L2Camera: FrameSource {
         }
     }
 
-    /// "VIDIOC_DQBUF" and so on, for messages.
+    /// "VIDIOC_DQBUF" and so on, for messages (a table lookup: no allocation, as it runs at the
+    /// end of every ring drain, where DQBUF's EAGAIN is normal).
     public static func ioctlName(_ request: UInt) -> String {
-        let names: [(UInt, String)] = [
-            (ocv_VIDIOC_QUERYCAP, "VIDIOC_QUERYCAP"), (ocv_VIDIOC_ENUM_FMT, "VIDIOC_ENUM_FMT"),
-            (ocv_VIDIOC_ENUM_FRAMESIZES, "VIDIOC_ENUM_FRAMESIZES"), (ocv_VIDIOC_ENUM_FRAMEINTERVALS, "VIDIOC_ENUM_FRAMEINTERVALS"),
-            (ocv_VIDIOC_G_FMT, "VIDIOC_G_FMT"), (ocv_VIDIOC_S_FMT, "VIDIOC_S_FMT"), (ocv_VIDIOC_G_PARM, "VIDIOC_G_PARM"),
-            (ocv_VIDIOC_S_PARM, "VIDIOC_S_PARM"), (ocv_VIDIOC_REQBUFS, "VIDIOC_REQBUFS"), (ocv_VIDIOC_QUERYBUF, "VIDIOC_QUERYBUF"),
-            (ocv_VIDIOC_QBUF, "VIDIOC_QBUF"), (ocv_VIDIOC_DQBUF, "VIDIOC_DQBUF"), (ocv_VIDIOC_STREAMON, "VIDIOC_STREAMON"),
-            (ocv_VIDIOC_STREAMOFF, "VIDIOC_STREAMOFF"),
-        ]
-        return names.first { $0.0 == request }?.1 ?? "ioctl 0x\(String(request, radix: 16))"
+        for (r, n) in ioctlNames where r == request { return n }
+        return "ioctl 0x\(String(request, radix: 16))"
+    }
+
+    private static let ioctlNames: [(UInt, String)] = [
+        (ocv_VIDIOC_QUERYCAP, "VIDIOC_QUERYCAP"), (ocv_VIDIOC_ENUM_FMT, "VIDIOC_ENUM_FMT"),
+        (ocv_VIDIOC_ENUM_FRAMESIZES, "VIDIOC_ENUM_FRAMESIZES"), (ocv_VIDIOC_ENUM_FRAMEINTERVALS, "VIDIOC_ENUM_FRAMEINTERVALS"),
+        (ocv_VIDIOC_G_FMT, "VIDIOC_G_FMT"), (ocv_VIDIOC_S_FMT, "VIDIOC_S_FMT"), (ocv_VIDIOC_G_PARM, "VIDIOC_G_PARM"),
+        (ocv_VIDIOC_S_PARM, "VIDIOC_S_PARM"), (ocv_VIDIOC_REQBUFS, "VIDIOC_REQBUFS"), (ocv_VIDIOC_QUERYBUF, "VIDIOC_QUERYBUF"),
+        (ocv_VIDIOC_QBUF, "VIDIOC_QBUF"), (ocv_VIDIOC_DQBUF, "VIDIOC_DQBUF"), (ocv_VIDIOC_STREAMON, "VIDIOC_STREAMON"),
+        (ocv_VIDIOC_STREAMOFF, "VIDIOC_STREAMOFF"),
+    ]
+
+    /// `path` with symbolic links resolved ("" when it does not resolve, as for a fake device).
+    static func resolve(_ path: String) -> String {
+        guard let p = realpath(path, nil) else { return "" }
+        defer { free(p) }
+        return String(cString: p)
     }
 
     /// Capture nodes on this machine: the stable `/dev/v4l/by-id` names, then `/dev/video*`.

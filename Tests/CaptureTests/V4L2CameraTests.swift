@@ -292,3 +292,21 @@ final class V4L2CameraTests: XCTestCase {
         XCTAssertEqual(cam.health.state, .closed)
     }
 }
+
+final class SyscallTests: XCTestCase {
+    func testEINTRIsRetriedAndErrnoBecomesTypedError() {
+        var calls = 0
+        let rc = try? retryingEINTR("fake") { () -> Int32 in
+            calls += 1
+            if calls < 3 { errno = EINTR; return -1 }
+            return 7
+        }
+        XCTAssertEqual(rc, 7)
+        XCTAssertEqual(calls, 3)
+        XCTAssertThrowsError(try retryingEINTR("close 99") { Glibc.close(-1) }) { e in
+            XCTAssertEqual(e as? SystemError, SystemError(call: "close 99", errno: EBADF))
+            XCTAssertTrue("\(e)".hasPrefix("close 99: Bad file descriptor"), "\(e)")
+        }
+        XCTAssertEqual(V4L2Camera.ioctlName(ocv_VIDIOC_DQBUF), "VIDIOC_DQBUF")
+    }
+}
