@@ -102,7 +102,8 @@ public final class SyntheticSource: FrameSource {
             }
             // Shapes: each bounces between the edges (a triangle wave of its straight path).
             let t = Double(seq)
-            for s in shapes {
+            for k in 0..<shapes.count {
+                let s = shapes[k]
                 let cx = bounce(s.x0 + s.vx * t, Double(w - s.w)), cy = bounce(s.y0 + s.vy * t, Double(h - s.h))
                 let x0 = Int(cx), y0 = max(band, Int(cy))
                 for y in y0..<min(h, y0 + s.h) {

@@ -513,21 +513,25 @@ public final class V4L2Camera: FrameSource {
         }
     }
 
-    /// "VIDIOC_DQBUF" and so on, for messages (a table lookup: no allocation, as it runs at the
-    /// end of every ring drain, where DQBUF's EAGAIN is normal).
+    /// "VIDIOC_DQBUF" and so on, for messages. Plain comparisons: no allocation, as it runs at
+    /// the end of every ring drain, where DQBUF's EAGAIN is normal.
     public static func ioctlName(_ request: UInt) -> String {
-        for (r, n) in ioctlNames where r == request { return n }
+        if request == ocv_VIDIOC_DQBUF { return "VIDIOC_DQBUF" }
+        if request == ocv_VIDIOC_QBUF { return "VIDIOC_QBUF" }
+        if request == ocv_VIDIOC_QUERYCAP { return "VIDIOC_QUERYCAP" }
+        if request == ocv_VIDIOC_ENUM_FMT { return "VIDIOC_ENUM_FMT" }
+        if request == ocv_VIDIOC_ENUM_FRAMESIZES { return "VIDIOC_ENUM_FRAMESIZES" }
+        if request == ocv_VIDIOC_ENUM_FRAMEINTERVALS { return "VIDIOC_ENUM_FRAMEINTERVALS" }
+        if request == ocv_VIDIOC_G_FMT { return "VIDIOC_G_FMT" }
+        if request == ocv_VIDIOC_S_FMT { return "VIDIOC_S_FMT" }
+        if request == ocv_VIDIOC_G_PARM { return "VIDIOC_G_PARM" }
+        if request == ocv_VIDIOC_S_PARM { return "VIDIOC_S_PARM" }
+        if request == ocv_VIDIOC_REQBUFS { return "VIDIOC_REQBUFS" }
+        if request == ocv_VIDIOC_QUERYBUF { return "VIDIOC_QUERYBUF" }
+        if request == ocv_VIDIOC_STREAMON { return "VIDIOC_STREAMON" }
+        if request == ocv_VIDIOC_STREAMOFF { return "VIDIOC_STREAMOFF" }
         return "ioctl 0x\(String(request, radix: 16))"
     }
-
-    private static let ioctlNames: [(UInt, String)] = [
-        (ocv_VIDIOC_QUERYCAP, "VIDIOC_QUERYCAP"), (ocv_VIDIOC_ENUM_FMT, "VIDIOC_ENUM_FMT"),
-        (ocv_VIDIOC_ENUM_FRAMESIZES, "VIDIOC_ENUM_FRAMESIZES"), (ocv_VIDIOC_ENUM_FRAMEINTERVALS, "VIDIOC_ENUM_FRAMEINTERVALS"),
-        (ocv_VIDIOC_G_FMT, "VIDIOC_G_FMT"), (ocv_VIDIOC_S_FMT, "VIDIOC_S_FMT"), (ocv_VIDIOC_G_PARM, "VIDIOC_G_PARM"),
-        (ocv_VIDIOC_S_PARM, "VIDIOC_S_PARM"), (ocv_VIDIOC_REQBUFS, "VIDIOC_REQBUFS"), (ocv_VIDIOC_QUERYBUF, "VIDIOC_QUERYBUF"),
-        (ocv_VIDIOC_QBUF, "VIDIOC_QBUF"), (ocv_VIDIOC_DQBUF, "VIDIOC_DQBUF"), (ocv_VIDIOC_STREAMON, "VIDIOC_STREAMON"),
-        (ocv_VIDIOC_STREAMOFF, "VIDIOC_STREAMOFF"),
-    ]
 
     /// `path` with symbolic links resolved ("" when it does not resolve, as for a fake device).
     static func resolve(_ path: String) -> String {
