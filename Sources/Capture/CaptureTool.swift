@@ -87,6 +87,7 @@ public enum CaptureTool {
         try makeDirectories(o.outDir)
         try src.start()
         if let cam = src as? V4L2Camera, let n = cam.negotiated { log("\(cam.name): \(n)") }
+        if src is ImageFileSource && o.width != nil { log("\(src.name): --size does not apply to image files; frames keep their own size") }
         var written: [String] = []
         for k in 0..<o.frames {
             let path = o.outDir + "/" + "frame-" + String(repeating: "0", count: max(0, 6 - String(k).count)) + String(k) + ".jpg"

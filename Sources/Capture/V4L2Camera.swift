@@ -176,6 +176,7 @@ public final class V4L2Camera: FrameSource {
     /// Opens and negotiates (capabilities, format, size, rate, buffers).
     /// - Throws: `CameraError` naming the device (missing, busy, not a capture device, format not offered).
     public func open() throws {
+        teardown() // reopening an open camera starts afresh
         do { try connect() } catch { teardown(); throw error }
     }
 

@@ -42,9 +42,10 @@ final class CaptureNoAllocationTests: XCTestCase {
             b.copyBytes(from: jpeg)
             return jpeg.count
         }
-        XCTAssertEqual(a, b, "MJPEG allocations per 15 frames must not change")
-        XCTAssertEqual(a % 15, 0, "the same number every frame: \(a) in 15")
-        XCTAssertLessThanOrEqual(a / 15, 12, "libjpeg-turbo's pools are about 9 per image here")
+        // libjpeg-turbo makes 8 or 9 allocations per image here (its first-use paths vary by one):
+        // bounded and not growing, so nothing of ours allocates per frame.
+        XCTAssertLessThanOrEqual(abs(a - b), 2, "MJPEG allocations per 15 frames must not grow: \(a) then \(b)")
+        XCTAssertLessThanOrEqual(max(a, b), 15 * 10, "more than libjpeg-turbo's own pools: \(a), \(b) in 15 frames")
     }
 
     func testSyntheticSource() throws {

@@ -204,6 +204,7 @@ final class V4L2CameraTests: XCTestCase {
         func next() throws -> UInt64 {
             try XCTUnwrap(try cam.withLatestFrame(maxWait: 1) { f -> UInt64 in
                 XCTAssertEqual(fake.heldByCaller, 0, "a driver buffer is held while the caller runs")
+                XCTAssertEqual(f.timestamp, clock.now(), accuracy: 2e-6, "the driver's monotonic timestamp")
                 return f.sequence
             })
         }
