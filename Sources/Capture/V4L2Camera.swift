@@ -57,7 +57,8 @@ public struct FormatOffer: Sendable, Equatable, CustomStringConvertible {
     public let name: String
     /// True when libv4lconvert emulates it (V4L2_FMT_FLAG_EMULATED).
     public let emulated: Bool
-    /// Discrete sizes ("640x480"), or one "WxH-WxH" range for stepwise drivers.
+    /// Discrete sizes ("640x480", with their discrete rates as "640x480@30/15"), or one
+    /// "WxH-WxH" range for stepwise drivers.
     public let sizes: [String]
 
     public var description: String {
@@ -134,7 +135,7 @@ public enum CameraError: Error, CustomStringConvertible, Equatable {
 /// Faults: POLLERR/POLLHUP/POLLNVAL, ENODEV or EIO (or any other failing device call while
 /// streaming) → `offline`: streaming stopped, buffers unmapped, fd closed; reopened after
 /// `backoffInitial`, doubling to `backoffMax`, renegotiating each time. No frame for
-/// `stallTimeout` → `stalled` → reopened at once. `V4L2_BUF_FLAG_ERROR` frames are dropped and
+/// `stallTimeout` (flagged or undecodable frames do not count) → `stalled` → reopened at once. `V4L2_BUF_FLAG_ERROR` frames are dropped and
 /// counted as corrupt; sequence gaps are counted as dropped.
 public final class V4L2Camera: FrameSource {
     /// The device path.
@@ -259,7 +260,6 @@ public final class V4L2Camera: FrameSource {
                 b.type = ocv_V4L2_BUF_TYPE_VIDEO_CAPTURE
                 b.memory = ocv_V4L2_MEMORY_MMAP
                 do { try ioctl(ocv_VIDIOC_DQBUF, &b) } catch where error.errno == EAGAIN { break }
-                lastFrameAt = clock.now()
                 if let last = lastSequence {
                     let gap = b.sequence &- last
                     if gap > 1 && gap < 1 << 31 { health.counters.dropped += Int(gap - 1) }
@@ -290,6 +290,7 @@ public final class V4L2Camera: FrameSource {
                 health.error("frame \(b.sequence): \(failure); dropped")
                 return .none
             }
+            lastFrameAt = clock.now() // only a usable frame counts against a stall
             let ts = b.flags & ocv_V4L2_BUF_FLAG_TIMESTAMP_MONOTONIC != 0
                 ? Double(b.timestamp.tv_sec) + Double(b.timestamp.tv_usec) * 1e-6 : clock.now()
             return .frame(UInt64(b.sequence), ts)
@@ -487,7 +488,8 @@ public final class V4L2Camera: FrameSource {
                 s.pixel_format = d.pixelformat
                 do { try ioctl(ocv_VIDIOC_ENUM_FRAMESIZES, &s) } catch where error.errno == EINVAL || error.errno == ENOTTY { break }
                 if s.type == ocv_V4L2_FRMSIZE_TYPE_DISCRETE {
-                    sizes.append("\(s.discrete.width)x\(s.discrete.height)")
+                    let rates = try frameRates(d.pixelformat, s.discrete.width, s.discrete.height)
+                    sizes.append("\(s.discrete.width)x\(s.discrete.height)" + (rates.isEmpty ? "" : "@" + rates.joined(separator: "/")))
                 } else {
                     sizes.append("\(s.stepwise.min_width)x\(s.stepwise.min_height)-\(s.stepwise.max_width)x\(s.stepwise.max_height)")
                     break
@@ -497,6 +499,27 @@ public final class V4L2Camera: FrameSource {
             out.append(FormatOffer(format: PixelFormat(rawValue: d.pixelformat), name: name,
                                    emulated: d.flags & ocv_V4L2_FMT_FLAG_EMULATED != 0, sizes: sizes))
             i += 1
+        }
+        return out
+    }
+
+    /// ENUM_FRAMEINTERVALS for one discrete size: rates in frames per second ("30", "7.5").
+    private func frameRates(_ format: UInt32, _ w: UInt32, _ h: UInt32) throws(SystemError) -> [String] {
+        var out: [String] = []
+        var k: UInt32 = 0
+        while true {
+            var iv = v4l2_frmivalenum()
+            iv.index = k
+            iv.pixel_format = format
+            iv.width = w
+            iv.height = h
+            do { try ioctl(ocv_VIDIOC_ENUM_FRAMEINTERVALS, &iv) } catch where error.errno == EINVAL || error.errno == ENOTTY { break }
+            guard iv.type == ocv_V4L2_FRMIVAL_TYPE_DISCRETE else { break } // continuous or stepwise: S_PARM decides
+            if iv.discrete.numerator > 0 {
+                let fps = Double(iv.discrete.denominator) / Double(iv.discrete.numerator)
+                out.append(fps == fps.rounded() ? String(Int(fps)) : String((fps * 100).rounded() / 100))
+            }
+            k += 1
         }
         return out
     }

@@ -13,6 +13,7 @@ final class FakeV4L2Device: V4L2DeviceIO {
         var name: String
         var sizes: [(Int, Int)]
         var emulated = false
+        var rates: [Int] = [] // discrete frame rates offered at every size (ENUM_FRAMEINTERVALS)
     }
 
     /// What a poll call finds.
@@ -171,6 +172,13 @@ final class FakeV4L2Device: V4L2DeviceIO {
             s.pointee.type = ocv_V4L2_FRMSIZE_TYPE_DISCRETE
             s.pointee.discrete.width = UInt32(f.sizes[Int(s.pointee.index)].0)
             s.pointee.discrete.height = UInt32(f.sizes[Int(s.pointee.index)].1)
+        case ocv_VIDIOC_ENUM_FRAMEINTERVALS:
+            let iv = arg.assumingMemoryBound(to: v4l2_frmivalenum.self)
+            guard let f = formats.first(where: { $0.format.rawValue == iv.pointee.pixel_format }),
+                  f.sizes.contains(where: { $0.0 == Int(iv.pointee.width) && $0.1 == Int(iv.pointee.height) }),
+                  Int(iv.pointee.index) < f.rates.count else { throw fail(EINVAL) }
+            iv.pointee.type = ocv_V4L2_FRMIVAL_TYPE_DISCRETE
+            iv.pointee.discrete = v4l2_fract(numerator: 1, denominator: UInt32(f.rates[Int(iv.pointee.index)]))
         case ocv_VIDIOC_S_FMT:
             guard !streaming else { throw fail(EBUSY) }
             let p = arg.assumingMemoryBound(to: v4l2_format.self)

@@ -12,7 +12,7 @@ final class V4L2CameraTests: XCTestCase {
     private func device(_ clock: ManualClock, _ formats: [FakeV4L2Device.Format]? = nil) -> FakeV4L2Device {
         FakeV4L2Device(clock: clock, formats: formats ?? [
             .init(format: .mjpeg, name: "Motion-JPEG", sizes: [(640, 480), (1280, 720)]),
-            .init(format: .yuyv, name: "YUYV 4:2:2", sizes: [(16, 8), (320, 240), (640, 480)]),
+            .init(format: .yuyv, name: "YUYV 4:2:2", sizes: [(16, 8), (320, 240), (640, 480)], rates: [30, 15]),
             .init(format: .rgb24, name: "RGB3", sizes: [(16, 8), (640, 480)], emulated: true),
         ])
     }
@@ -48,7 +48,7 @@ final class V4L2CameraTests: XCTestCase {
         XCTAssertEqual(n.fps, 12)
         XCTAssertEqual(n.card, "Fake Camera")
         XCTAssertEqual(fake.sFmtRequests.count, 1)
-        XCTAssertEqual(cam.offers.map(\.description), ["MJPG [640x480 1280x720]", "YUYV [16x8 320x240 640x480]", "RGB3 (emulated) [16x8 640x480]"])
+        XCTAssertEqual(cam.offers.map(\.description), ["MJPG [640x480 1280x720]", "YUYV [16x8@30/15 320x240@30/15 640x480@30/15]", "RGB3 (emulated) [16x8 640x480]"])
         XCTAssertEqual(fake.mappedCount, 2)
         cam.close()
         XCTAssertEqual(fake.mappedCount, 0)
@@ -83,7 +83,7 @@ final class V4L2CameraTests: XCTestCase {
             let msg = "\(e)"
             XCTAssertTrue(msg.contains(self.dev), msg)
             XCTAssertTrue(msg.contains("NV12"), msg)
-            XCTAssertTrue(msg.contains("YUYV [16x8 320x240 640x480]"), msg)
+            XCTAssertTrue(msg.contains("YUYV [16x8@30/15 320x240@30/15 640x480@30/15]"), msg)
             XCTAssertTrue(msg.contains("MJPG"), msg)
         }
         XCTAssertEqual(fake.openFds, 0)
@@ -232,6 +232,13 @@ final class V4L2CameraTests: XCTestCase {
         XCTAssertEqual(cam.health.counters.errors, 1)
         XCTAssertEqual(cam.health.state, .online)
         XCTAssertEqual(fake.opens, 1, "no reopen for a flagged buffer")
+        // Nothing but flagged frames for longer than the stall timeout is a stall.
+        fake.steps = [.frames(200, flags: ocv_V4L2_BUF_FLAG_ERROR), .frames(1)]
+        XCTAssertEqual(try cam.withLatestFrame(maxWait: 20) { $0.sequence }, 202)
+        XCTAssertEqual(cam.health.counters.stalls, 1)
+        XCTAssertEqual(cam.health.counters.corrupt, 5)
+        XCTAssertEqual(cam.health.counters.dropped, 0, "the gap check restarts after the reopen")
+        XCTAssertEqual(fake.opens, 2)
     }
 
     // MARK: - Recovery
