@@ -100,7 +100,7 @@ public final class SourceHealth {
     /// Current state.
     public private(set) var state: SourceState = .closed
     /// Counters since creation.
-    public var counters = SourceCounters()
+    public internal(set) var counters = SourceCounters()
     /// The latest event.
     public private(set) var lastEvent: SourceEvent?
     /// Called synchronously on every event (transition or error), on the capture thread.

@@ -370,14 +370,9 @@ public final class V4L2Camera: FrameSource {
         }
 
         offers = try step { () throws(SystemError) in try enumerateFormats() }
-        let offered = Set(offers.map(\.format))
-        let ranked = offers.filter { !$0.emulated }.map(\.format) + offers.filter(\.emulated).map(\.format)
-        let candidates = ranked.filter { config.formats.contains($0) && offered.contains($0) }
-            .sorted { a, b in
-                let ea = offers.first { $0.format == a }!.emulated, eb = offers.first { $0.format == b }!.emulated
-                if ea != eb { return !ea }
-                return config.formats.firstIndex(of: a)! < config.formats.firstIndex(of: b)!
-            }
+        // Acceptable formats the device offers: native before emulated, then in the caller's order.
+        let candidates = config.formats.filter { f in offers.contains { !$0.emulated && $0.format == f } }
+            + config.formats.filter { f in offers.contains { $0.emulated && $0.format == f } && !offers.contains { !$0.emulated && $0.format == f } }
         var granted: v4l2_format?
         for want in candidates {
             var f = v4l2_format()
