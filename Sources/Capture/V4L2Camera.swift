@@ -212,9 +212,11 @@ public final class V4L2Camera: FrameSource {
                 lose(.stalled, "no frame for \(config.stallTimeout) s", retryAfter: 0)
                 continue
             }
-            let wait = max(0, min(deadline - now, stallLeft))
+            // POLLIN only: POLLPRI means V4L2 events, which we do not subscribe to (an unsubscribed
+            // POLLPRI would spin). POLLERR/POLLHUP are reported regardless. Waits in slices of ≤ 10 s.
+            let wait = max(0, min(deadline - now, stallLeft, 10))
             let revents: Int16
-            do { revents = try io.poll(fd, events: Int16(POLLIN | POLLPRI), timeoutMs: Int32((wait * 1000).rounded(.up))) } catch {
+            do { revents = try io.poll(fd, events: Int16(POLLIN), timeoutMs: Int32((wait * 1000).rounded(.up))) } catch {
                 lose(.offline, "\(error)")
                 continue
             }

@@ -318,3 +318,16 @@ final class SyscallTests: XCTestCase {
         XCTAssertEqual(V4L2Camera.ioctlName(ocv_VIDIOC_DQBUF), "VIDIOC_DQBUF")
     }
 }
+
+final class V4L2CameraWaitTests: XCTestCase {
+    func testUnboundedWaitPollsInSlices() throws {
+        let clock = ManualClock()
+        let fake = FakeV4L2Device(clock: clock, formats: [.init(format: .yuyv, name: "YUYV", sizes: [(16, 8)])])
+        fake.steps = [.silence, .silence, .frames(1)]
+        let cam = V4L2Camera(CameraConfig(device: "/dev/video0", width: 16, height: 8, stallTimeout: 60), io: fake, clock: clock)
+        try cam.open(); try cam.start()
+        XCTAssertEqual(try cam.withLatestFrame(maxWait: .infinity) { $0.sequence }, 0)
+        XCTAssertEqual(fake.log.filter { $0 == "poll" }.count, 3)
+        XCTAssertEqual(cam.health.counters.stalls, 0)
+    }
+}
