@@ -64,7 +64,7 @@ let package = Package(
         // MARK: - Tests (one per module; fixtures beside them)
         .testTarget(name: "ComputeTests", dependencies: ["Compute", "CKernels", "CMallocCounter"], resources: [.copy("Fixtures")]),
         .testTarget(name: "Florence2Tests", dependencies: ["Florence2", "Compute", "CMallocCounter"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "CaptureTests", dependencies: ["Capture"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "CaptureTests", dependencies: ["Capture", "CMallocCounter"], resources: [.copy("Fixtures")]),
         .testTarget(name: "MQTTTests", dependencies: ["MQTT"]),
         .testTarget(name: "DaemonTests", dependencies: ["Daemon"]),
     ]
