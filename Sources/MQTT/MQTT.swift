@@ -151,6 +151,7 @@ private let mosquittoLibrary: Int32 = mosquitto_lib_init()
 /// A thread-safe MQTT client over libmosquitto with a bounded outbox and automatic reconnect.
 ///
 /// Usage: create, set handlers, `connect()`, `publish`/`subscribe` from any thread, `disconnect()`.
+/// The network thread keeps the client alive until `disconnect()`, which also drops the handlers.
 /// `onConnect` runs after EVERY successful (re)connect, so availability and retained state can be
 /// republished (a broker restarted without persistence forgets them).
 public final class MQTTClient: @unchecked Sendable {
@@ -206,6 +207,7 @@ public final class MQTTClient: @unchecked Sendable {
     private var _onDisconnect: (@Sendable (Int32) -> Void)?
     private var pumpScheduled = false
     private var backoffAttempt = 0
+    private var connectionEpoch = 0                 // bumped on every connection loss
     private let networkDone = DispatchSemaphore(value: 0)
 
     // MARK: Init
@@ -398,6 +400,12 @@ public final class MQTTClient: @unchecked Sendable {
             logger.warning("mqtt network thread still busy after disconnect")
         }
         handlers.sync {}
+        // Break the cycles handlers usually form by capturing the client.
+        cond.lock()
+        _onConnect = nil
+        _onDisconnect = nil
+        subscriptions = []
+        cond.unlock()
     }
 
     // MARK: Publish / subscribe
@@ -476,6 +484,7 @@ public final class MQTTClient: @unchecked Sendable {
             outbox[outHead] = nil
             outHead = (outHead + 1) % outboxCapacity
             outCount -= 1
+            let epoch = connectionEpoch
             cond.unlock()
 
             var mid: Int32 = 0
@@ -484,7 +493,13 @@ public final class MQTTClient: @unchecked Sendable {
             cond.lock()
             if rc == MOSQ_ERR_SUCCESS.rawValue {
                 _counters.sent += 1
-                if earlyConfirms.remove(mid) == nil { inFlightQoS[mid] = msg.qos }
+                if earlyConfirms.remove(mid) != nil {
+                    // Confirmed before we got here.
+                } else if msg.qos == 0 && epoch != connectionEpoch {
+                    _counters.lostQoS0 += 1   // the socket broke between the call and now
+                } else {
+                    inFlightQoS[mid] = msg.qos
+                }
                 cond.unlock()
             } else if rc == MOSQ_ERR_NO_CONN.rawValue {
                 // The socket went away before on_disconnect reached us: back to the front.
@@ -572,6 +587,7 @@ public final class MQTTClient: @unchecked Sendable {
         let closing = _state == .closed
         if !closing { _state = .connecting }
         _counters.disconnects += 1
+        connectionEpoch += 1
         // QoS 0 packets not yet written are gone with the socket; QoS 1/2 stay and are resent.
         let lost = inFlightQoS.filter { $0.value == 0 }
         for (mid, _) in lost { inFlightQoS[mid] = nil }

@@ -172,6 +172,51 @@ final class MQTTClientTests: XCTestCase {
         c.disconnect()
     }
 
+    func testInFlightBoundedAndOrderKept() async throws {
+        let broker = try TestBroker()
+        let sub = try client("sub", broker)
+        let pub = try MQTTClient(clientID: "pub", host: "127.0.0.1", port: broker.port, outboxCapacity: 100, maxInFlight: 2)
+        try await sub.connect(); try await pub.connect()
+        let a = await connected(sub), b = await connected(pub)
+        XCTAssertTrue(a); XCTAssertTrue(b)
+        let inbox = Inbox()
+        try await subscribeReady(sub, "b/#", probe: "b/probe", into: inbox)
+        var maxSeen = 0
+        for i in 0..<60 {
+            try pub.publish(topic: "b/x", string: "\(i)", qos: 1)
+            maxSeen = max(maxSeen, pub.counters.inFlight)
+        }
+        let done = await eventually {
+            maxSeen = max(maxSeen, pub.counters.inFlight)
+            return pub.counters.confirmed == 60
+        }
+        XCTAssertTrue(done, "\(pub.counters)")
+        XCTAssertLessThanOrEqual(maxSeen, 2)
+        XCTAssertEqual(pub.counters.dropped, 0)
+        let got = await eventually { inbox.all.count == 60 }
+        XCTAssertTrue(got)
+        XCTAssertEqual(inbox.all.map(\.string), (0..<60).map { "\($0)" })
+        sub.disconnect(); pub.disconnect()
+    }
+
+    func testDisconnectWhileBrokerDownReturnsWithinTimeout() async throws {
+        let broker = try TestBroker()
+        broker.stop()
+        let c = try client("down", broker)
+        try await c.connect()
+        try c.publish(topic: "d/x", string: "never", qos: 1)
+        let t0 = Date()
+        c.disconnect(timeout: 0.5)
+        XCTAssertLessThan(Date().timeIntervalSince(t0), 2.5)
+        XCTAssertEqual(c.state, .closed)
+        XCTAssertEqual(c.counters.queued, 1)
+        XCTAssertEqual(c.counters.sent, 0)
+    }
+
+    func testBackoffSchedule() {
+        XCTAssertEqual((0..<8).map { MQTTClient.backoffDelay(attempt: $0) }, [1, 2, 4, 8, 16, 30, 30, 30])
+    }
+
     // MARK: - MQTT 5 properties
 
     func testV5MessageExpiryAndContentTypeReachV5SubscriberOnly() async throws {
@@ -205,6 +250,54 @@ final class MQTTClientTests: XCTestCase {
         XCTAssertNil(in5.all.last?.contentType)
         XCTAssertNil(in5.all.last?.messageExpiry)
         pub.disconnect(); pub3.disconnect(); sub5.disconnect(); sub3.disconnect()
+    }
+
+    // MARK: - Username/password and TLS
+
+    func testUsernamePasswordAcceptedAndWrongPasswordRefused() async throws {
+        let broker = try TestBroker(anonymous: false) { dir in
+            try shell("mosquitto_passwd -b -c passwd ocellus s3cret", in: dir)
+            return ["password_file \(dir.appendingPathComponent("passwd").path)"]
+        }
+        let good = try MQTTClient(clientID: "good", host: "127.0.0.1", port: broker.port,
+                                  username: "ocellus", password: "s3cret")
+        let bad = try MQTTClient(clientID: "bad", host: "127.0.0.1", port: broker.port,
+                                 username: "ocellus", password: "wrong")
+        try await good.connect(); try await bad.connect()
+        let ok = await connected(good)
+        XCTAssertTrue(ok)
+        let refused = await eventually { bad.counters.disconnects >= 1 }
+        XCTAssertTrue(refused)
+        XCTAssertEqual(bad.state, .connecting)
+        XCTAssertEqual(bad.counters.connects, 0)
+        good.disconnect(); bad.disconnect(timeout: 0.2)
+    }
+
+    func testTLSWithTheRightCAConnectsAndAWrongCAIsRefused() async throws {
+        let broker = try TestBroker { dir in
+            try makeTestCertificates(in: dir)
+            return ["cafile \(dir.appendingPathComponent("ca.crt").path)",
+                    "certfile \(dir.appendingPathComponent("server.crt").path)",
+                    "keyfile \(dir.appendingPathComponent("server.key").path)"]
+        }
+        let ca = broker.directory.appendingPathComponent("ca.crt").path
+        let other = broker.directory.appendingPathComponent("other-ca.crt").path
+        let c = try MQTTClient(clientID: "tls", host: "127.0.0.1", port: broker.port, tls: MQTTTLSFiles(caFile: ca))
+        let wrong = try MQTTClient(clientID: "tls-wrong", host: "127.0.0.1", port: broker.port, tls: MQTTTLSFiles(caFile: other))
+        try await c.connect(); try await wrong.connect()
+        let ok = await connected(c)
+        XCTAssertTrue(ok, "\(c.state)")
+        let inbox = Inbox()
+        try await subscribeReady(c, "tls/#", probe: "tls/probe", into: inbox)
+        try c.publish(topic: "tls/x", string: "secret", qos: 1)
+        let got = await eventually { inbox.all.count == 1 }
+        XCTAssertTrue(got)
+        XCTAssertEqual(inbox.all.first?.string, "secret")
+        try? await Task.sleep(nanoseconds: 1_500_000_000)
+        XCTAssertEqual(wrong.counters.connects, 0)
+        XCTAssertEqual(wrong.state, .connecting)
+        XCTAssertThrowsError(try MQTTClient(clientID: "x", host: "127.0.0.1", tls: MQTTTLSFiles(caFile: "/nonexistent/ca.crt")))
+        c.disconnect(); wrong.disconnect(timeout: 0.2)
     }
 
     // MARK: - Fallback to 3.1.1

@@ -14,12 +14,18 @@ final class TestBroker {
     private let dir: URL
     private var process: Process?
 
-    /// Picks a free port, writes the config and starts the broker.
-    init() throws {
+    /// The temp dir holding the config, log and any files `configure` wrote.
+    var directory: URL { dir }
+
+    /// Picks a free port, writes the config and starts the broker. `configure` gets the temp dir and
+    /// returns extra config lines placed after the listener line (TLS files, password_file, ...).
+    init(anonymous: Bool = true, configure: (URL) throws -> [String] = { _ in [] }) throws {
         port = try freeLoopbackPort()
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("ocellus-mqtt-\(getpid())-\(port)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        let conf = "listener \(port) 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        let extra = try configure(dir)
+        let conf = (["listener \(port) 127.0.0.1"] + extra +
+                    ["allow_anonymous \(anonymous)", "persistence false"]).joined(separator: "\n") + "\n"
         try conf.write(to: dir.appendingPathComponent("mosquitto.conf"), atomically: true, encoding: .utf8)
         try start()
     }
@@ -84,6 +90,36 @@ func runWithCleanSignalMask(_ p: Process) throws {
     t.start()
     done.wait()
     if let e = box.error { throw e }
+}
+
+/// Runs `/bin/sh -c script` in `dir` and fails the caller if it exits non-zero.
+func shell(_ script: String, in dir: URL) throws {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/bin/sh")
+    p.arguments = ["-c", script]
+    p.currentDirectoryURL = dir
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = FileHandle.nullDevice
+    try runWithCleanSignalMask(p)
+    p.waitUntilExit()
+    guard p.terminationStatus == 0 else {
+        throw NSError(domain: "shell", code: Int(p.terminationStatus), userInfo: [NSLocalizedDescriptionKey: script])
+    }
+}
+
+/// A throwaway CA (`ca.crt`), a broker certificate for IP 127.0.0.1 signed by it (`server.crt`,
+/// `server.key`) and an unrelated CA (`other-ca.crt`), all valid for one day. World-readable: a
+/// broker started as root drops to the `mosquitto` user before reading them.
+func makeTestCertificates(in dir: URL) throws {
+    try shell("""
+    set -e
+    printf 'subjectAltName=IP:127.0.0.1\\n' > san.ext
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 1 -subj /CN=ocellus-test-ca
+    openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1
+    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 1 -extfile san.ext
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout other-ca.key -out other-ca.crt -days 1 -subj /CN=other-ca
+    chmod 755 . && chmod 644 ./*
+    """, in: dir)
 }
 
 // MARK: - Sockets
