@@ -1,10 +1,11 @@
 // MQTT client over libmosquitto (mirrors the practice in edge-daemon.md §6: one network thread,
 // reconnect with exponential backoff, v5 preferred with 3.1.1 fallback, republish on every connect).
 //
-// Threads: our network thread (`runNetwork`) drives mosquitto_loop and libmosquitto calls the C
-// callbacks on it (top-level functions at the end of this file). Those callbacks only update state under `cond` and hand work to two serial queues:
-// `io` (every publish/subscribe call into libmosquitto, so the outbox drains in order) and
-// `handlers` (user code: onConnect, onDisconnect, message handlers never run on libmosquitto's thread).
+// Threads: our network thread (`runNetwork`) drives mosquitto_loop, and libmosquitto calls the C
+// callbacks (top-level functions at the end of this file) on it. They only update state under
+// `cond` and hand work to two serial queues: `io` (every publish/subscribe call into libmosquitto,
+// so the outbox drains in order) and `handlers` (user code: onConnect, onDisconnect and message
+// handlers never run on the network thread; they may publish, and a slow one delays only the others).
 //
 // Outbox policy (bounded; a broker that is down never blocks the caller):
 // - `publish` appends to the outbox and returns at once.
@@ -215,7 +216,7 @@ public final class MQTTClient: @unchecked Sendable {
     /// Creates a client; nothing touches the network until `connect()`.
     /// - Parameters:
     ///   - password: the secret itself (read by the caller from a file or a systemd credential); never logged.
-    ///   - preferV5: try MQTT 5 first and fall back to 3.1.1 when the broker refuses it.
+    ///   - preferV5: try MQTT 5 first; when the broker refuses it, use 3.1.1 from then on.
     ///   - outboxCapacity: messages kept while offline; the oldest is dropped beyond it.
     ///   - maxInFlight: messages handed to libmosquitto and not yet confirmed (also its send maximum).
     public init(clientID: String, host: String, port: Int = 1883, keepalive: Int = 30,
@@ -265,7 +266,8 @@ public final class MQTTClient: @unchecked Sendable {
                 try check("mosquitto_will_set", rc)
             }
         } catch {
-            mosquitto_destroy(m)
+            // Every stored property is set, so deinit runs and destroys `m` (destroying it here
+            // too was a double free).
             throw error
         }
         mosquitto_connect_v5_callback_set(m, mqttOnConnect)

@@ -213,6 +213,21 @@ final class MQTTClientTests: XCTestCase {
         XCTAssertEqual(c.counters.sent, 0)
     }
 
+    /// Bad settings throw at init (and a failed init frees its libmosquitto handle exactly once).
+    func testInvalidSettingsThrow() throws {
+        XCTAssertThrowsError(try MQTTClient(clientID: "x", host: "127.0.0.1", port: 0))
+        XCTAssertThrowsError(try MQTTClient(clientID: "x", host: "127.0.0.1", outboxCapacity: 0))
+        XCTAssertThrowsError(try MQTTClient(clientID: "x", host: "127.0.0.1", will: MQTTWill(topic: "w", payload: "", qos: 3)))
+        for _ in 0..<3 {
+            XCTAssertThrowsError(try MQTTClient(clientID: "x", host: "127.0.0.1", tls: MQTTTLSFiles(caFile: "/nonexistent/ca.crt")))
+        }
+        let c = try MQTTClient(clientID: "x", host: "127.0.0.1")
+        XCTAssertThrowsError(try c.publish(topic: "a/+", string: "x"))
+        XCTAssertThrowsError(try c.publish(topic: "a", string: "x", qos: 3))
+        XCTAssertThrowsError(try c.subscribe("a/#/b") { _ in })
+        XCTAssertEqual(c.state, .idle)
+    }
+
     func testBackoffSchedule() {
         XCTAssertEqual((0..<8).map { MQTTClient.backoffDelay(attempt: $0) }, [1, 2, 4, 8, 16, 30, 30, 30])
     }
