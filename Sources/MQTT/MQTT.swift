@@ -176,6 +176,7 @@ public final class MQTTClient: @unchecked Sendable {
     private let preferV5: Bool
     private let io = DispatchQueue(label: "ocellus.mqtt.io")
     private let handlers = DispatchQueue(label: "ocellus.mqtt.handlers")
+    private static let handlerKey = DispatchSpecificKey<Bool>()
 
     // MARK: State (guarded by `cond`)
 
@@ -209,6 +210,7 @@ public final class MQTTClient: @unchecked Sendable {
     private var pumpScheduled = false
     private var backoffAttempt = 0
     private var connectionEpoch = 0                 // bumped on every connection loss
+    private var sending = 0                         // popped from the outbox, publish call not done
     private let networkDone = DispatchSemaphore(value: 0)
 
     // MARK: Init
@@ -245,6 +247,7 @@ public final class MQTTClient: @unchecked Sendable {
         self.protocolInUse = preferV5 ? .v5 : .v311
         self.logger = logger
         self.outbox = Array(repeating: nil, count: outboxCapacity)
+        handlers.setSpecific(key: Self.handlerKey, value: true)
 
         do {
             // We drive mosquitto_loop from our own thread (see `runNetwork`).
@@ -383,13 +386,15 @@ public final class MQTTClient: @unchecked Sendable {
     /// thread. Publish `offline` before calling this; it is not lost if the broker is reachable.
     /// Do not call it from a handler (it waits for the handler queue).
     public func disconnect(timeout: TimeInterval = 5) {
+        precondition(DispatchQueue.getSpecific(key: Self.handlerKey) == nil,
+                     "MQTTClient.disconnect() called from one of its handlers (it would wait for itself)")
         let deadline = Date().addingTimeInterval(timeout)
         cond.lock()
         if _state == .idle || _state == .closed { _state = .closed; cond.unlock(); return }
-        while outCount > 0 || !inFlightQoS.isEmpty {
+        while outCount > 0 || sending > 0 || !inFlightQoS.isEmpty {
             if !cond.wait(until: deadline) { break }
         }
-        let left = outCount + inFlightQoS.count
+        let left = outCount + sending + inFlightQoS.count
         _state = .closed
         cond.broadcast()
         cond.unlock()
@@ -487,12 +492,15 @@ public final class MQTTClient: @unchecked Sendable {
             outHead = (outHead + 1) % outboxCapacity
             outCount -= 1
             let epoch = connectionEpoch
+            sending += 1
             cond.unlock()
 
             var mid: Int32 = 0
             let rc = send(msg, v5: version == .v5, mid: &mid)
 
             cond.lock()
+            sending -= 1
+            cond.broadcast()   // waiters re-check after we unlock below
             if rc == MOSQ_ERR_SUCCESS.rawValue {
                 _counters.sent += 1
                 if earlyConfirms.remove(mid) != nil {

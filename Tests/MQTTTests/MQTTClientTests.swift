@@ -90,6 +90,22 @@ final class MQTTClientTests: XCTestCase {
         late.disconnect()
     }
 
+    func testPublishBeforeConnackThenDisconnectStillDelivers() async throws {
+        let broker = try TestBroker()
+        let pub = try client("quick", broker)
+        try await pub.connect()
+        try pub.publish(topic: "quick/state", string: "early", qos: 1, retain: true)   // no CONNACK yet
+        pub.disconnect()
+        XCTAssertEqual(pub.counters.confirmed, 1, "\(pub.counters)")
+        let late = try client("late", broker)
+        let inbox = Inbox()
+        try late.subscribe("quick/#", qos: 1) { inbox.add($0) }
+        try await late.connect()
+        let got = await eventually { inbox.all.first?.string == "early" }
+        XCTAssertTrue(got)
+        late.disconnect()
+    }
+
     // MARK: - Broker restart
 
     func testBrokerRestartReconnectsAndOnConnectRepublishesRetainedState() async throws {
