@@ -2,10 +2,10 @@
 import ArgumentParser
 import Capture
 import Compute
+import Daemon
 import Florence2
 import Foundation
 
-extension RGBImage: RGBPixels {}
 
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

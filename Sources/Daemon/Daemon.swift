@@ -1,1 +1,0 @@
-// Daemon module (placeholder; filled in by its issue).
