@@ -18,7 +18,7 @@ struct BenchAccuracyCommand: ParsableCommand {
     @Option(name: .long, help: "The reference model file (fp32, same checkpoint).")
     var reference: String
 
-    @Option(name: .long, help: "The task token.")
+    @Option(name: .long, help: "Task tokens, comma-separated (tasks without input only); every image runs every task.")
     var task = "<CAPTION>"
 
     @Option(name: .long, help: "Tokens the reference generates (forced with min-new-tokens) and both models are scored on.")
@@ -27,12 +27,11 @@ struct BenchAccuracyCommand: ParsableCommand {
     @Option(name: .long, help: "Worker threads.")
     var threads = ProcessInfo.processInfo.activeProcessorCount
 
-    @Argument(help: "The image file.")
-    var image: String
+    @Argument(help: "The image files.")
+    var images: [String]
 
     func run() throws {
-        let picture = try ImageFile.read(path: image)
-        let t = try Florence2Task(token: task)
+        let tasks = try task.split(separator: ",").map { try Florence2Task(token: String($0).trimmingCharacters(in: .whitespaces)) }
         let pool = WorkerPool(threads: threads)
         func load(_ path: String) throws -> Florence2Model {
             let config = try Florence2Config(file: GGUFFile(path: path))
@@ -42,46 +41,64 @@ struct BenchAccuracyCommand: ParsableCommand {
             return try Florence2Model(file: Florence2ModelFile(path: path, limits: limits, threads: threads, budgetBytes: nil), pool: pool)
         }
         let test = try load(model), ref = try load(reference)
-        let ids = ref.promptIds(try t.prompt())
-        let scratch = Arena(capacity: 64 << 20)
-        var refStages: [String: [Float]] = [:], testStages: [String: [Float]] = [:]
-        let refPixels = try ref.processor.process(picture, arena: scratch)
-        try ref.encode(pixels: refPixels, promptIds: ids) { k, v in refStages[k] = v.toArray() }
-        var p = GenerationParameters(config: ref.file.config.generation, maxNewTokens: tokens)
-        p.numBeams = 1
-        p.minNewTokens = tokens
-        let sequence = try ref.generate(p)
         let v = ref.file.config.text.vocabSize
-        let inputs = Array(sequence.dropLast())
-        let refLogits = try scratch.tensor(Shape(inputs.count, v))
-        try ref.teacherForcedLogits(decoderIds: inputs, into: refLogits)
-        try test.encode(pixels: refPixels, promptIds: ids) { k, v in testStages[k] = v.toArray() }
-        let testLogits = try scratch.tensor(Shape(inputs.count, v))
-        try test.teacherForcedLogits(decoderIds: inputs, into: testLogits)
-
-        func nmse(_ a: [Float], _ b: [Float]) -> Double {
-            var num = 0.0, den = 0.0
-            for i in 0..<min(a.count, b.count) { let d = Double(a[i]) - Double(b[i]); num += d * d; den += Double(b[i]) * Double(b[i]) }
-            return den > 0 ? num / den : num
+        let scratch = Arena(capacity: Arena.aligned(2 * tokens * v * 4) + (32 << 20))
+        var stageNum: [String: Double] = [:], stageDen: [String: Double] = [:]
+        var logitNum = 0.0, logitDen = 0.0, agree = 0, positions = 0
+        var perCase: [[String: Any]] = []
+        for path in images {
+            let picture = try ImageFile.read(path: path)
+            for t in tasks {
+                let mark = scratch.mark()
+                defer { scratch.reset(to: mark) }
+                let ids = ref.promptIds(try t.prompt())
+                var refStages: [String: [Float]] = [:], testStages: [String: [Float]] = [:]
+                let pixels = try ref.processor.process(picture, arena: scratch)
+                try ref.encode(pixels: pixels, promptIds: ids) { k, x in refStages[k] = x.toArray() }
+                var p = GenerationParameters(config: ref.file.config.generation, maxNewTokens: tokens)
+                p.numBeams = 1
+                p.minNewTokens = tokens
+                let inputs = Array(try ref.generate(p).dropLast())
+                let refLogits = try scratch.tensor(Shape(inputs.count, v))
+                try ref.teacherForcedLogits(decoderIds: inputs, into: refLogits)
+                try test.encode(pixels: pixels, promptIds: ids) { k, x in testStages[k] = x.toArray() }
+                let testLogits = try scratch.tensor(Shape(inputs.count, v))
+                try test.teacherForcedLogits(decoderIds: inputs, into: testLogits)
+                for (k, r) in refStages {
+                    let a = testStages[k] ?? []
+                    for i in 0..<min(a.count, r.count) {
+                        let d = Double(a[i]) - Double(r[i])
+                        stageNum[k, default: 0] += d * d
+                        stageDen[k, default: 0] += Double(r[i]) * Double(r[i])
+                    }
+                }
+                let a = testLogits.toArray(), b = refLogits.toArray()
+                var caseAgree = 0
+                for row in 0..<inputs.count {
+                    var ia = 0, ib = 0
+                    for j in 0..<v {
+                        let d = Double(a[row * v + j]) - Double(b[row * v + j])
+                        logitNum += d * d
+                        logitDen += Double(b[row * v + j]) * Double(b[row * v + j])
+                        if a[row * v + j] > a[row * v + ia] { ia = j }
+                        if b[row * v + j] > b[row * v + ib] { ib = j }
+                    }
+                    if ia == ib { caseAgree += 1 }
+                }
+                agree += caseAgree
+                positions += inputs.count
+                perCase.append(["image": path, "task": t.rawValue, "positions": inputs.count,
+                                "top1_agreement": Double(caseAgree) / Double(max(1, inputs.count))])
+            }
         }
         var report: [String: Any] = [:]
-        for key in refStages.keys.sorted() { report["nmse_" + key] = nmse(testStages[key] ?? [], refStages[key]!) }
-        let a = testLogits.toArray(), b = refLogits.toArray()
-        report["nmse_logits"] = nmse(a, b)
-        var agree = 0
-        for r in 0..<inputs.count {
-            var ia = 0, ib = 0
-            for j in 1..<v {
-                if a[r * v + j] > a[r * v + ia] { ia = j }
-                if b[r * v + j] > b[r * v + ib] { ib = j }
-            }
-            if ia == ib { agree += 1 }
-        }
-        report["top1_agreement"] = Double(agree) / Double(inputs.count)
-        report["positions"] = inputs.count
+        for k in stageNum.keys.sorted() { report["nmse_" + k] = stageDen[k]! > 0 ? stageNum[k]! / stageDen[k]! : stageNum[k]! }
+        report["nmse_logits"] = logitDen > 0 ? logitNum / logitDen : logitNum
+        report["top1_agreement"] = Double(agree) / Double(max(1, positions))
+        report["positions"] = positions
+        report["cases"] = perCase
         report["model"] = model
         report["reference"] = reference
-        report["task"] = task
         let data = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys, .prettyPrinted])
         print(String(decoding: data, as: UTF8.self))
     }
