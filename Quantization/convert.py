@@ -519,6 +519,27 @@ def map_tensors(state, c, log):
 CONV_WEIGHT = re.compile(r"^v\.conv\d+\.w$")
 
 
+def write_int8(w, base, arr, note, log, errors, max_rel_error):
+    """Quantizes `arr` [N, K] per output channel, packs it panel16x4, checks the round trip,
+    reports its error (appending to `errors` past `max_rel_error`) and writes `base`.qweight and
+    `base`.scale; returns (relative Frobenius error, bytes written)."""
+    n, k = arr.shape
+    q, scale = quantize_rows(arr)
+    packed = pack_panel16x4(q)
+    if not np.array_equal(unpack_panel16x4(packed, n, k), q):
+        raise ConvertError(f"{base}: panel16x4 round trip does not reproduce the quantized matrix")
+    deq = q.astype(np.float32) * scale[:, None]
+    norm = float(np.linalg.norm(arr))
+    rel = float(np.linalg.norm(arr - deq)) / norm if norm > 0 else 0.0
+    mx = float(np.abs(arr - deq).max()) if arr.size else 0.0
+    log(f"int8 {base:<28} [{n}, {k}]{note}  rel_frobenius {rel * 100:.3f} %  max_abs {mx:.3g}")
+    if rel > max_rel_error:
+        errors.append(f"{base}: {rel * 100:.3f} %")
+    w.add_tensor(base + ".qweight", packed)
+    w.add_tensor(base + ".scale", scale)
+    return rel, packed.nbytes + scale.nbytes
+
+
 def convert(hf_dir, out_path, precision, max_rel_error, log=print, keep_fp32=None, int8_convs=False):
     cfg, c = read_config(hf_dir)
     gen, gen_source = read_generation(hf_dir, cfg)
@@ -598,22 +619,9 @@ def convert(hf_dir, out_path, precision, max_rel_error, log=print, keep_fp32=Non
                 w.add_tensor(name + ".weight", arr)
                 total_bytes += arr.nbytes
                 continue
-            q, scale = quantize_rows(arr)
-            packed = pack_panel16x4(q)
-            if not np.array_equal(unpack_panel16x4(packed, n, k), q):
-                raise ConvertError(f"{name}: panel16x4 round trip does not reproduce the quantized matrix")
-            deq = q.astype(np.float32) * scale[:, None]
-            norm = float(np.linalg.norm(arr))
-            rel = float(np.linalg.norm(arr - deq)) / norm if norm > 0 else 0.0
-            mx = float(np.abs(arr - deq).max()) if arr.size else 0.0
-            log(f"int8 {name:<28} [{n}, {k}]  rel_frobenius {rel * 100:.3f} %  max_abs {mx:.3g}")
-            if rel > worst[0]:
-                worst = (rel, name)
-            if rel > max_rel_error:
-                errors.append(f"{name}: {rel * 100:.3f} %")
-            w.add_tensor(name + ".qweight", packed)
-            w.add_tensor(name + ".scale", scale)
-            total_bytes += packed.nbytes + scale.nbytes
+            rel, nbytes = write_int8(w, name, arr, "", log, errors, max_rel_error)
+            worst = max(worst, (rel, name))
+            total_bytes += nbytes
         elif kind == "linear":
             w.add_tensor(name + ".weight", arr)
             total_bytes += arr.nbytes
@@ -629,21 +637,9 @@ def convert(hf_dir, out_path, precision, max_rel_error, log=print, keep_fp32=Non
                 w.add_tensor(name, arr)
                 total_bytes += arr.nbytes
                 continue
-            q, scale = quantize_rows(flat)
-            packed = pack_panel16x4(q)
-            if not np.array_equal(unpack_panel16x4(packed, n, k), q):
-                raise ConvertError(f"{base}: panel16x4 round trip does not reproduce the quantized matrix")
-            deq = q.astype(np.float32) * scale[:, None]
-            norm = float(np.linalg.norm(flat))
-            rel = float(np.linalg.norm(flat - deq)) / norm if norm > 0 else 0.0
-            log(f"int8 {base:<28} [{n}, {k}] (conv)  rel_frobenius {rel * 100:.3f} %  max_abs {float(np.abs(flat - deq).max()):.3g}")
-            if rel > worst[0]:
-                worst = (rel, base)
-            if rel > max_rel_error:
-                errors.append(f"{base}: {rel * 100:.3f} %")
-            w.add_tensor(base + ".qweight", packed)
-            w.add_tensor(base + ".scale", scale)
-            total_bytes += packed.nbytes + scale.nbytes
+            rel, nbytes = write_int8(w, base, flat, " (conv)", log, errors, max_rel_error)
+            worst = max(worst, (rel, base))
+            total_bytes += nbytes
         else:
             w.add_tensor(name, arr)
             total_bytes += arr.nbytes
