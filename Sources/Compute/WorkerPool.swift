@@ -139,6 +139,7 @@ final class PoolCore: @unchecked Sendable {
 
     /// Publishes `invoker` for `tasks` tasks, takes part, and returns when all are done.
     func run(_ tasks: Int, _ invoker: some TaskInvoker) {
+        precondition(body == nil, "WorkerPool.run called from inside a task of the same pool (or from two threads at once)")
         let old = ticket.load(ordering: .relaxed)
         let gen = ((old >> 48) &+ 1) & 0xffff
         body = invoker
