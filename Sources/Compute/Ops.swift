@@ -113,10 +113,9 @@ public enum Ops {
     }
 
     /// A dense square convolution with zero padding, like `nn.Conv2d(Cin, Cout, k, stride, padding)`,
-    /// on channels-last data: im2col of a chunk of output rows into scratch, then one
-    /// `cblas_sgemm` per thread (split over output channels or pixels). OpenBLAS is called from
-    /// the pool's threads and should itself run single-threaded (`openblas_set_num_threads(1)`,
-    /// the engine default); if it threads, the calls still compute the right result.
+    /// on channels-last data: the fp32 kernel as a linear over the flattened patch, through
+    /// `conv2d(_:weights:…)` with the im2col panels in `context.scratch` (the fp32 linear splits
+    /// its output columns over the pool, one single-threaded `cblas_sgemm` each).
     /// - Parameters:
     ///   - input: `[H, W, Cin]`.
     ///   - weight: `[Cout, Cin, k, k]` (PyTorch order).
@@ -135,36 +134,10 @@ public enum Ops {
         precondition(out.shape == Shape(ho, wo, cout), "conv2d: out must be [\(ho), \(wo), \(cout)], got \(out.shape)")
         if let b = bias { precondition(b.count == cout, "conv2d: bias \(b.shape) does not match Cout=\(cout)") }
         precondition(!overlaps(out, input), "conv2d: out must not overlap input")
-        let k = cin * kernel * kernel
-        let chunkRows = conv2dChunkRows(outHeight: ho, outWidth: wo, patch: k)
-
-        let mark = context.scratch.mark()
-        defer { context.scratch.reset(to: mark) }
-        let panel = try context.scratch.tensor(Shape(chunkRows * wo, k)).base
-        let inp = input.base, wp = weight.base, op = out.base, bp = bias?.base
-        let threads = context.pool.threadCount
-
-        var y0 = 0
-        while y0 < ho {
-            let rows = min(chunkRows, ho - y0)
-            let p0 = y0 * wo, m = rows * wo
-            let cChunk = op + p0 * cout
-            // Split the GEMM over output channels when they outnumber the chunk's pixels (each
-            // thread then packs all of the panel and its share of the weights), else over pixels.
-            let splitChannels = threads > 1 && cout >= 32 * threads && cout > m
-            if splitChannels {
-                let geo = ConvGeometry(inp: inp, h: h, w: w, cin: cin, kernel: kernel, stride: stride, padding: padding, wo: wo,
-                                       p0: p0, m: m, k: k, cout: cout, panel: panel, wp: wp, bp: bp, out: cChunk)
-                context.pool.parallelFor(m, minChunk: 16, ConvIm2colTask(g: geo))
-                let per = ((cout + threads - 1) / threads + 15) / 16 * 16
-                context.pool.run((cout + per - 1) / per, ConvChannelsTask(g: geo, per: per))
-            } else {
-                let geo = ConvGeometry(inp: inp, h: h, w: w, cin: cin, kernel: kernel, stride: stride, padding: padding, wo: wo,
-                                       p0: p0, m: m, k: k, cout: cout, panel: panel, wp: wp, bp: bp, out: cChunk)
-                context.pool.parallelFor(m, minChunk: 64, ConvPixelsTask(g: geo))
-            }
-            y0 += rows
-        }
+        // The kernel is a linear over the flattened patch: one im2col + GEMM path for every precision.
+        let flat = Linear(weight: weight.reshaped(Shape(cout, cin * kernel * kernel)), bias: bias)
+        try conv2d(input, weights: flat, kernel: kernel, stride: stride, padding: padding, into: out,
+                   panels: context.scratch, context: context)
     }
 
     /// A convolution through a linear layer: `weights` is the kernel as a linear `[Cout, Cin·k²]`
@@ -378,14 +351,6 @@ private struct DepthwiseRows: RowsTask {
     func callAsFunction(_ lo: Int, _ hi: Int) { ock_dwconv3x3_f32(ip, wt, bp, op, h, w, c, res, lo, hi) }
 }
 
-/// One im2col + GEMM chunk of `conv2d`.
-private struct ConvGeometry {
-    let inp: UnsafeMutablePointer<Float>, h: Int, w: Int, cin: Int, kernel: Int, stride: Int, padding: Int, wo: Int
-    let p0: Int, m: Int, k: Int, cout: Int
-    let panel: UnsafeMutablePointer<Float>, wp: UnsafeMutablePointer<Float>, bp: UnsafeMutablePointer<Float>?
-    let out: UnsafeMutablePointer<Float>
-}
-
 private struct Im2colRows: RangeTask {
     let inp: UnsafeMutablePointer<Float>, h: Int, w: Int, cin: Int, kernel: Int, stride: Int, padding: Int, wo: Int
     let p0: Int, k: Int, panel: UnsafeMutablePointer<Float>
@@ -394,35 +359,3 @@ private struct Im2colRows: RangeTask {
     }
 }
 
-private struct ConvIm2colTask: RangeTask {
-    let g: ConvGeometry
-    func callAsFunction(_ r: Range<Int>) {
-        ock_im2col_f32(g.inp, g.h, g.w, g.cin, g.kernel, g.stride, g.padding, g.wo,
-                       g.p0 + r.lowerBound, g.p0 + r.upperBound, g.panel + r.lowerBound * g.k)
-    }
-}
-
-private struct ConvChannelsTask: ParallelTask {
-    let g: ConvGeometry, per: Int
-    func callAsFunction(_ t: Int) {
-        let n0 = t * per, n = min(g.cout, n0 + per) - n0
-        for r in 0..<g.m {
-            let row = g.out + r * g.cout + n0
-            if let bp = g.bp { row.update(from: bp + n0, count: n) } else { row.update(repeating: 0, count: n) }
-        }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(g.m), Int32(n), Int32(g.k),
-                    1, g.panel, Int32(g.k), g.wp + n0 * g.k, Int32(g.k), 1, g.out + n0, Int32(g.cout))
-    }
-}
-
-private struct ConvPixelsTask: RangeTask {
-    let g: ConvGeometry
-    func callAsFunction(_ r: Range<Int>) {
-        let lo = r.lowerBound, cnt = r.count
-        ock_im2col_f32(g.inp, g.h, g.w, g.cin, g.kernel, g.stride, g.padding, g.wo, g.p0 + lo, g.p0 + r.upperBound, g.panel + lo * g.k)
-        if let bp = g.bp { ock_fill_rows_f32(g.out, bp, g.cout, lo, r.upperBound) }
-        else { (g.out + lo * g.cout).update(repeating: 0, count: cnt * g.cout) }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(cnt), Int32(g.cout), Int32(g.k),
-                    1, g.panel + lo * g.k, Int32(g.k), g.wp, Int32(g.k), 1, g.out + lo * g.cout, Int32(g.cout))
-    }
-}
