@@ -177,20 +177,23 @@ int ock_resample_rgb8_ref(const uint8_t *src, int in_w, int in_h, uint8_t *dst, 
 // MARK: - Fast passes
 
 /* One output row of the horizontal pass, scalar. */
+/* One output pixel of the horizontal pass: `n` taps `k` over the RGB pixels at `p`. */
+__attribute__((always_inline)) static inline void hpixel(const uint8_t *p, const int32_t *k, int n, uint8_t *o) {
+    int32_t s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
+    for (int x = 0; x < n; x++) {
+        s0 += p[3 * x + 0] * k[x];
+        s1 += p[3 * x + 1] * k[x];
+        s2 += p[3 * x + 2] * k[x];
+    }
+    o[0] = clip8(s0);
+    o[1] = clip8(s1);
+    o[2] = clip8(s2);
+}
+
 __attribute__((always_inline)) static inline void hrow_generic(const uint8_t *row, uint8_t *out, int out_w, const axis_plan *h) {
     for (int xx = 0; xx < out_w; xx++) {
         int xmin = h->bounds[xx * 2], xmax = h->bounds[xx * 2 + 1];
-        const int32_t *k = &h->kk[(size_t)xx * h->kstride];
-        const uint8_t *p = row + (size_t)xmin * 3;
-        int32_t s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
-        for (int x = 0; x < xmax; x++) {
-            s0 += p[3 * x + 0] * k[x];
-            s1 += p[3 * x + 1] * k[x];
-            s2 += p[3 * x + 2] * k[x];
-        }
-        out[3 * xx + 0] = clip8(s0);
-        out[3 * xx + 1] = clip8(s1);
-        out[3 * xx + 2] = clip8(s2);
+        hpixel(row + (size_t)xmin * 3, &h->kk[(size_t)xx * h->kstride], xmax, out + 3 * xx);
     }
 }
 
@@ -231,15 +234,7 @@ __attribute__((target("avx2"))) static void hrow_avx2(const uint8_t *row, const 
         const uint8_t *p = row + (size_t)xmin * 3;
         int pairs = (xmax + 1) >> 1;
         if (p + (size_t)pairs * 6 + 2 > row_end) {
-            int32_t s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
-            for (int x = 0; x < xmax; x++) {
-                s0 += p[3 * x + 0] * k[x];
-                s1 += p[3 * x + 1] * k[x];
-                s2 += p[3 * x + 2] * k[x];
-            }
-            out[3 * xx + 0] = clip8(s0);
-            out[3 * xx + 1] = clip8(s1);
-            out[3 * xx + 2] = clip8(s2);
+            hpixel(p, k, xmax, out + 3 * xx);
             continue;
         }
         __m256i acc = _mm256_setzero_si256();
