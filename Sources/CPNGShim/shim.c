@@ -57,21 +57,37 @@ static png_structp ocp_open(ocp_ctx *c, png_infop *info) {
     return png;
 }
 
-// MARK: - Header
-
-int ocp_png_header(const uint8_t *data, size_t size, uint32_t *width, uint32_t *height, int *bit_depth,
-                   int *color_type, int *interlace, char *message, size_t message_len) {
+/* Checks the signature and opens a read struct over `data` (status OCP_OK, or the error with its
+ * message). The caller still sets its own setjmp point before reading. */
+static int ocp_begin(const uint8_t *data, size_t size, char *message, size_t message_len, ocp_ctx *c,
+                     png_structp *png, png_infop *info) {
     if (size < 8 || png_sig_cmp(data, 0, 8) != 0) {
         set_message(message, message_len, "no PNG signature");
         return OCP_NOT_PNG;
     }
-    ocp_ctx c = {.message = message, .message_len = message_len, .data = data, .size = size, .pos = 0};
-    png_infop info = NULL;
-    png_structp png = ocp_open(&c, &info);
-    if (!png) {
+    memset(c, 0, sizeof *c);
+    c->message = message;
+    c->message_len = message_len;
+    c->data = data;
+    c->size = size;
+    c->pos = 0;
+    *png = ocp_open(c, info);
+    if (!*png) {
         set_message(message, message_len, "out of memory");
         return OCP_NO_MEMORY;
     }
+    return OCP_OK;
+}
+
+// MARK: - Header
+
+int ocp_png_header(const uint8_t *data, size_t size, uint32_t *width, uint32_t *height, int *bit_depth,
+                   int *color_type, int *interlace, char *message, size_t message_len) {
+    ocp_ctx c;
+    png_infop info = NULL;
+    png_structp png = NULL;
+    int status = ocp_begin(data, size, message, message_len, &c, &png, &info);
+    if (status != OCP_OK) return status;
     if (setjmp(c.jump)) {
         png_destroy_read_struct(&png, &info, NULL);
         return OCP_CORRUPT;
@@ -90,17 +106,11 @@ int ocp_png_header(const uint8_t *data, size_t size, uint32_t *width, uint32_t *
 
 int ocp_png_decode_rgb(const uint8_t *data, size_t size, uint8_t *out, size_t out_size, char *message,
                        size_t message_len) {
-    if (size < 8 || png_sig_cmp(data, 0, 8) != 0) {
-        set_message(message, message_len, "no PNG signature");
-        return OCP_NOT_PNG;
-    }
-    ocp_ctx c = {.message = message, .message_len = message_len, .data = data, .size = size, .pos = 0};
+    ocp_ctx c;
     png_infop info = NULL;
-    png_structp png = ocp_open(&c, &info);
-    if (!png) {
-        set_message(message, message_len, "out of memory");
-        return OCP_NO_MEMORY;
-    }
+    png_structp png = NULL;
+    int status = ocp_begin(data, size, message, message_len, &c, &png, &info);
+    if (status != OCP_OK) return status;
     /* Freed on every path, including a longjmp out of libpng. */
     png_bytep volatile image = NULL;
     png_bytepp volatile rows = NULL;
