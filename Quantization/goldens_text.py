@@ -22,6 +22,8 @@ from PIL import Image
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AddedToken, CLIPImageProcessor, Florence2Processor, RobertaTokenizer
 
+from build_tokenizer import bytes_to_unicode  # the same GPT-2 byte table the tokenizer rebuild uses
+
 # MARK: - The Florence-2 added tokens (MS processor __init__, then the v5 conversion's <image>)
 
 FLORENCE_TOKENS = (
@@ -230,19 +232,6 @@ def decode_cases(tok, encoded):
         [len(tok) + 5, 0, len(tok) + 100],                                # ids past the vocabulary
     ]
     return cases
-
-
-def bytes_to_unicode():
-    """GPT-2's byte to printable-character table (as in every byte-level BPE)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, [chr(c) for c in cs]))
 
 
 # MARK: - Processor: task prompts and post-processing
