@@ -83,18 +83,10 @@ public enum Attention {
 
     // MARK: - Channel attention (DaViT channel block)
 
-    /// Token ranges `channel` splits the `qᵀ·k` reduction into (one partial sum each).
-    static func channelSplits(tokens: Int, threads: Int) -> Int {
-        max(1, min(threads, tokens / 2048))
-    }
-
-    /// Scratch bytes `channel` needs: `(splits + 1) × aligned(C × C/G × 4)` — one partial
-    /// score set `[G, C/G, C/G]` per token split (splits = min(threads, ⌊N / 2048⌋), at least 1)
-    /// and one transposed copy of the softmaxed scores.
+    /// Scratch bytes `channel` needs: `ChannelAttentionBlocks.bytes` — one partial score set
+    /// `[G, C/G, C/G]` per thread, the softmaxed scores and their transpose (`tokens` does not matter).
     public static func channelScratchBytes(tokens: Int, channels: Int, groups: Int, threads: Int) -> Int {
-        let cg = channels / max(1, groups)
-        return (channelSplits(tokens: tokens, threads: max(1, threads)) + 1)
-            * Arena.aligned(channels * cg * MemoryLayout<Float>.stride)
+        ChannelAttentionBlocks.bytes(channels: channels, groups: max(1, groups), threads: max(1, threads))
     }
 
     /// Channel (group) attention: `qkv [N, 3C]` laid out (3, G, C/G) along 3C into `out [N, C]`.
@@ -106,52 +98,13 @@ public enum Attention {
         precondition(groups >= 1 && c % groups == 0, "C=\(c) is not a multiple of groups=\(groups)")
         precondition(out.shape == Shape(n, c), "channel attention output must be [\(n), \(c)], got \(out.shape)")
         if n == 0 { return }
-        let cg = c / groups, count = c * cg  // floats in one [G, cg, cg] score set
-        let scale = Float(1 / Double(n).squareRoot())
-        let splits = channelSplits(tokens: n, threads: context.pool.threadCount)
-        let slice = Arena.aligned(count * MemoryLayout<Float>.stride) / MemoryLayout<Float>.stride
+        // All tokens as one block of the two-pass form the vision tower uses.
         let mark = context.scratch.mark()
         defer { context.scratch.reset(to: mark) }
-        let scratch = try context.scratch.allocateBytes((splits + 1) * slice * MemoryLayout<Float>.stride)
-            .bindMemory(to: Float.self, capacity: (splits + 1) * slice)
-        let src = qkv.base, dst = out.base
-        let per = (n + splits - 1) / splits
-        // Scores: partial[s][g, i, j] = Σ_{t in split s} q[t, g·cg + i]·k[t, g·cg + j]
-        context.pool.run(splits, ChannelScoresTask(scratch: scratch, slice: slice, count: count, per: per, n: n,
-                                                   src: src, c: c, cg: cg, groups: groups))
-        let a = scratch, at = scratch + splits * slice
-        for sp in 1..<splits {
-            let p = scratch + sp * slice
-            for i in 0..<count { a[i] += p[i] }
-        }
-        ock_attn_softmax_f32(a, c, cg, cg, scale, cg, 0)
-        for g in 0..<groups {
-            for i in 0..<cg { for j in 0..<cg { at[(g * cg + j) * cg + i] = a[(g * cg + i) * cg + j] } }
-        }
-        // out[t, g·cg + i] = Σ_j A_g[i, j]·v[t, g·cg + j], token ranges spread over the pool.
-        context.pool.parallelFor(n, minChunk: 256, ChannelApplyTask(src: src, dst: dst, at: at, c: c, cg: cg, groups: groups))
-    }
-
-    /// Partial qᵀ·k sums of one token range (`channel`'s first pass).
-    private struct ChannelScoresTask: ParallelTask {
-        let scratch: UnsafeMutablePointer<Float>, slice: Int, count: Int, per: Int, n: Int
-        let src: UnsafeMutablePointer<Float>, c: Int, cg: Int, groups: Int
-        func callAsFunction(_ sp: Int) {
-            let a = scratch + sp * slice
-            a.update(repeating: 0, count: count)
-            let t0 = sp * per, t1 = min(n, t0 + per)
-            if t1 > t0 { ock_attn_channel_scores_f32(src + t0 * 3 * c, src + t0 * 3 * c + c, 3 * c, t1 - t0, cg, groups, a) }
-        }
-    }
-
-    /// `out = v·Aᵀ` over one token range (`channel`'s second pass).
-    private struct ChannelApplyTask: RangeTask {
-        let src: UnsafeMutablePointer<Float>, dst: UnsafeMutablePointer<Float>, at: UnsafeMutablePointer<Float>
-        let c: Int, cg: Int, groups: Int
-        func callAsFunction(_ range: Range<Int>) {
-            ock_attn_channel_apply_f32(src + range.lowerBound * 3 * c + 2 * c, 3 * c, range.count, at, cg, groups,
-                                       dst + range.lowerBound * c, c)
-        }
+        var blocks = try ChannelAttentionBlocks(channels: c, groups: groups, threads: context.pool.threadCount, arena: context.scratch)
+        blocks.accumulate(qkv, context: context)
+        blocks.finish()
+        blocks.apply(qkv, column: 2 * c, into: out, context: context)
     }
 
     // MARK: - Multi-head attention (BART)

@@ -170,7 +170,6 @@ public enum Florence2MemoryPlanner {
             need = max(need, Linear.scratchBytes(rows: panelRows + 1, inFeatures: patch))
             need = max(need, Ops.depthwiseConv3x3ScratchBytes(channels: c))
             need = max(need, Attention.windowScratchBytes(tokens: tk, threads: threads))
-            need = max(need, Attention.channelScratchBytes(tokens: n, channels: c, groups: v.numGroups[s], threads: threads))
             need = max(need, Linear.scratchBytes(rows: batch * tk, inFeatures: c))
             need = max(need, Linear.scratchBytes(rows: n, inFeatures: c))
             need = max(need, Linear.scratchBytes(rows: b, inFeatures: v.mlpHidden(s)))
