@@ -7,6 +7,18 @@ import XCTest
 @testable import Compute
 @testable import Florence2
 
+/// A fixture's model file loaded for the tests: 2 threads, 32 prompt tokens, 40 new tokens, 3 beams.
+func fixtureModel(_ name: String, precision: String = "fp32") throws -> Florence2Model {
+    let path = Bundle.module.resourceURL!.appendingPathComponent("Fixtures/\(name)/\(name)-\(precision).gguf").path
+    let config = try Florence2Config(file: GGUFFile(path: path))
+    var limits = Florence2Limits(config: config, threads: 2)
+    limits.maxPromptTokens = 32
+    limits.maxNewTokens = 40
+    limits.numBeams = 3
+    let file = try Florence2ModelFile(path: path, limits: limits, threads: 2, budgetBytes: nil)
+    return try Florence2Model(file: file, pool: Florence2ParityTests.pool)
+}
+
 final class Florence2ParityTests: XCTestCase {
     struct Settings: Decodable {
         let num_beams: Int
@@ -33,15 +45,7 @@ final class Florence2ParityTests: XCTestCase {
         let dir = try fixture(name)
         let ids = try JSONDecoder().decode(Ids.self, from: Data(contentsOf: dir.appendingPathComponent("ids.json")))
         let manifest = try JSONDecoder().decode(Manifest.self, from: Data(contentsOf: dir.appendingPathComponent("manifest.json")))
-        let path = dir.appendingPathComponent("\(name)-\(precision).gguf").path
-        let probe = try GGUFFile(path: path)
-        let config = try Florence2Config(file: probe)
-        var limits = Florence2Limits(config: config, threads: 2)
-        limits.maxPromptTokens = 32
-        limits.maxNewTokens = 40
-        limits.numBeams = 3
-        let file = try Florence2ModelFile(path: path, limits: limits, threads: 2, budgetBytes: nil)
-        return (try Florence2Model(file: file, pool: Self.pool), ids, manifest)
+        return (try fixtureModel(name, precision: precision), ids, manifest)
     }
 
     /// Copies a golden `.npy` into a fresh arena tensor.
@@ -99,21 +103,10 @@ final class Florence2ParityTests: XCTestCase {
 }
 
 final class Florence2RuntimeTests: XCTestCase {
-    private func model(_ name: String, beams: Int = 3) throws -> Florence2Model {
-        let path = Bundle.module.resourceURL!.appendingPathComponent("Fixtures/\(name)/\(name)-fp32.gguf").path
-        let config = try Florence2Config(file: GGUFFile(path: path))
-        var limits = Florence2Limits(config: config, threads: 2)
-        limits.maxPromptTokens = 32
-        limits.maxNewTokens = 40
-        limits.numBeams = beams
-        let file = try Florence2ModelFile(path: path, limits: limits, threads: 2, budgetBytes: nil)
-        return try Florence2Model(file: file, pool: Florence2ParityTests.pool)
-    }
-
     /// After a warm-up, a whole inference (vision, projector, encoder, cross K/V, greedy and beam
     /// decoding) allocates only the arrays it returns.
     func testAnInferenceAllocatesOnlyItsResult() throws {
-        let m = try model("tiny-rect")
+        let m = try fixtureModel("tiny-rect")
         let arena = Arena(capacity: 1 << 20)
         let px = try Golden.npy("tiny-rect/pixel_values.npy")
         let pixels = try arena.tensor(Shape(px.shape))
@@ -135,7 +128,7 @@ final class Florence2RuntimeTests: XCTestCase {
     }
 
     func testPromptsBeyondThePlanAndBadIdsAreClearErrors() throws {
-        let m = try model("tiny-pad")
+        let m = try fixtureModel("tiny-pad")
         let arena = Arena(capacity: 1 << 20)
         let px = try Golden.npy("tiny-pad/pixel_values.npy")
         let pixels = try arena.tensor(Shape(px.shape))
