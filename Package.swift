@@ -66,7 +66,9 @@ let package = Package(
         .testTarget(name: "ComputeTests", dependencies: ["Compute", "CKernels", "CMallocCounter"], resources: [.copy("Fixtures")]),
         .testTarget(name: "Florence2Tests", dependencies: ["Florence2", "Compute", "CMallocCounter"], resources: [.copy("Fixtures")]),
         .testTarget(name: "CaptureTests", dependencies: ["Capture", "CMallocCounter"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "MQTTTests", dependencies: ["MQTT"]),
-        .testTarget(name: "DaemonTests", dependencies: ["Daemon"]),
+        // Test-only helpers around a real broker (MQTT.LocalBroker), shared by the MQTT and daemon tests.
+        .target(name: "TestSupport", dependencies: ["MQTT"], path: "Tests/TestSupport"),
+        .testTarget(name: "MQTTTests", dependencies: ["MQTT", "TestSupport"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "MQTT", "TestSupport", "ocellusd"]),
     ]
 )

@@ -91,7 +91,7 @@ public struct HealthPayload: Codable, Equatable, Sendable {
     /// The JSON bytes (sorted keys).
     public func json() throws -> Data {
         let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys]
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return try e.encode(self)
     }
 

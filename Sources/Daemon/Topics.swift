@@ -28,8 +28,11 @@ public struct Topics: Sendable, Equatable {
     public var health: String { base + "/health" }
     /// A camera's `online` / `offline` / `disabled`, retained.
     public func cameraStatus(_ camera: String) -> String { "\(base)/\(camera)/status" }
-    /// A camera's results for one task: `<prefix>/<node>/<camera>/<task slug>`.
-    public func result(camera: String, task: Florence2Task) -> String { "\(base)/\(camera)/\(Topics.slug(task))" }
+    /// A camera's results for one task: `<prefix>/<node>/<camera>/<task name>` (the task's `name`
+    /// key, by default its slug).
+    public func result(camera: String, name: String) -> String { "\(base)/\(camera)/\(name)" }
+    /// A camera's results for a task under its default name: `<prefix>/<node>/<camera>/<task slug>`.
+    public func result(camera: String, task: Florence2Task) -> String { result(camera: camera, name: Topics.slug(task)) }
 
     /// A task token as a topic level: `<MORE_DETAILED_CAPTION>` → `more_detailed_caption`.
     public static func slug(_ task: Florence2Task) -> String {
@@ -137,7 +140,7 @@ public struct ResultPayload: Codable, Equatable, Sendable {
     /// The JSON bytes (keys sorted, so messages are stable).
     public func json() throws -> Data {
         let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys]
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return try e.encode(self)
     }
 }
@@ -154,27 +157,28 @@ public enum Discovery {
         "\(prefix)/device/ocellus_\(node)_\(camera)/config"
     }
 
-    /// The discovery JSON for `camera` with its `tasks`.
-    public static func payload(topics: Topics, camera: String, tasks: [Florence2Task], version: String) throws -> Data {
+    /// The discovery JSON for `camera` with its `tasks` (`(name, task)`: the topic level and the
+    /// Florence-2 task), components keyed by task name.
+    public static func payload(topics: Topics, camera: String, tasks: [(name: String, task: Florence2Task)], version: String,
+                               qos: Int = 1) throws -> Data {
         var cmps: [String: Any] = [:]
-        for task in tasks {
-            let slug = Topics.slug(task)
+        for (slug, task) in tasks {
             let id = "ocellus_\(topics.node)_\(camera)_\(slug)"
             if Topics.retains(task) {
                 cmps[slug] = [
                     "p": "sensor", "unique_id": id, "name": slug.replacingOccurrences(of: "_", with: " "),
-                    "state_topic": topics.result(camera: camera, task: task),
+                    "state_topic": topics.result(camera: camera, name: slug),
                     "value_template": "{{ value_json.text[:255] }}",
-                    "json_attributes_topic": topics.result(camera: camera, task: task),
+                    "json_attributes_topic": topics.result(camera: camera, name: slug),
                     "icon": "mdi:text-box-outline",
                 ]
             } else {
                 cmps[slug] = [
                     "p": "event", "unique_id": id, "name": slug.replacingOccurrences(of: "_", with: " "),
-                    "state_topic": topics.result(camera: camera, task: task),
+                    "state_topic": topics.result(camera: camera, name: slug),
                     "event_types": ["detected"],
                     "value_template": "{\"event_type\": \"detected\", \"objects\": {{ (value_json.objects or []) | length }}}",
-                    "json_attributes_topic": topics.result(camera: camera, task: task),
+                    "json_attributes_topic": topics.result(camera: camera, name: slug),
                 ]
             }
         }
@@ -185,7 +189,7 @@ public enum Discovery {
             "o": ["name": "ocellus", "sw": version],
             "availability": [["topic": topics.availability], ["topic": topics.cameraStatus(camera)]],
             "availability_mode": "all",
-            "qos": 1,
+            "qos": qos,
             "cmps": cmps,
         ]
         return try JSONSerialization.data(withJSONObject: payload, options: [.sortedKeys])

@@ -284,6 +284,13 @@ public final class MQTTClient: @unchecked Sendable {
         mosquitto_destroy(mosq)
     }
 
+    /// Skips the check that the broker's certificate names the host (`broker.tls.insecure`): the
+    /// connection is still encrypted, but a man in the middle with any certificate from the CA is
+    /// accepted. Call before `connect()`.
+    public func setTLSInsecure(_ insecure: Bool) throws {
+        try check("mosquitto_tls_insecure_set", mosquitto_tls_insecure_set(mosq, insecure))
+    }
+
     // MARK: Handlers and state
 
     /// Called (on the client's handler queue) after every successful connect and reconnect.

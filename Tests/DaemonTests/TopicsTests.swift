@@ -49,7 +49,7 @@ final class TopicsTests: XCTestCase {
         XCTAssertNil(obj["objects"])
 
         XCTAssertEqual(Discovery.topic(prefix: "homeassistant", node: "box1", camera: "porch"), "homeassistant/device/ocellus_box1_porch/config")
-        let d = try Discovery.payload(topics: topics, camera: "porch", tasks: [.caption, .objectDetection], version: "0.1")
+        let d = try Discovery.payload(topics: topics, camera: "porch", tasks: [("caption", .caption), ("od", .objectDetection)], version: "0.1")
         let disc = try XCTUnwrap(JSONSerialization.jsonObject(with: d) as? [String: Any])
         XCTAssertEqual((disc["o"] as? [String: Any])?["name"] as? String, "ocellus")
         XCTAssertEqual(disc["availability_mode"] as? String, "all")

@@ -3,6 +3,7 @@
 import Foundation
 import XCTest
 @testable import MQTT
+import TestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
