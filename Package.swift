@@ -69,6 +69,6 @@ let package = Package(
         // Test-only helpers around a real broker (MQTT.LocalBroker), shared by the MQTT and daemon tests.
         .target(name: "TestSupport", dependencies: ["MQTT"], path: "Tests/TestSupport"),
         .testTarget(name: "MQTTTests", dependencies: ["MQTT", "TestSupport"]),
-        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "MQTT", "TestSupport", "ocellusd"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Capture", "Florence2", "MQTT", "TestSupport", "ocellusd"]),
     ]
 )

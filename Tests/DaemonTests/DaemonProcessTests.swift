@@ -221,6 +221,38 @@ final class DaemonProcessTests: XCTestCase {
         XCTAssertEqual(v7, 0)
     }
 
+    func testSighupWithChangedModelSwapsItAndRemovedCamerasAreCleared() async throws {
+        let yard = "  yard:\n    source: pattern\n    size: 64x48\n    fps: 5\n    tasks:\n      - task: <CAPTION>\n        interval: 1s"
+        let porch = "  porch:\n    source: pattern\n    tasks:\n      - task: <OD>"
+        let d = try await started(Self.config(extraCamera: yard + "\n" + porch))
+        let v101 = await d.waitFor("ocellus/test/yard/caption")
+        XCTAssertNotNil(v101, "log:\n\(d.log)")
+        let v102 = await d.waitFor("ocellus/test/porch/status") { $0.string == "online" }
+        XCTAssertNotNil(v102)
+        // The model section changes (fewer new tokens), yard is removed, porch is disabled.
+        try d.write(config: Self.config(extraCamera: porch + "\n    enabled: false").replacingOccurrences(of: "max_new_tokens: 8", with: "max_new_tokens: 6"))
+        let before = d.notify.assignments.count
+        d.signal(SIGHUP)
+        let v103 = await d.waitForNotify("READY=1", after: before)
+        XCTAssertNotNil(v103)
+        let swapped = await eventually(20) { d.log.contains("model swapped") }
+        XCTAssertTrue(swapped, "log:\n\(d.log)")
+        let v104 = await d.waitFor("ocellus/test/porch/status") { $0.string == "disabled" }
+        XCTAssertNotNil(v104)
+        let seen = d.messages("ocellus/test/cam/caption").count
+        let v105 = await d.waitFor("ocellus/test/cam/caption", after: seen)
+        XCTAssertNotNil(v105, "cam keeps publishing with the new model")
+        let retained = try await d.retainedNow()
+        XCTAssertNil(retained["ocellus/test/yard/status"], "a removed camera's retained status is cleared")
+        XCTAssertNil(retained["ocellus/test/yard/caption"], "and its retained results")
+        XCTAssertNil(retained["homeassistant/device/ocellus_test_yard/config"], "and its discovery")
+        XCTAssertEqual(retained["ocellus/test/porch/status"]?.string, "disabled")
+        XCTAssertEqual(d.log.components(separatedBy: "camera open camera=cam").count - 1, 1, "cam was not reopened")
+        d.signal(SIGTERM)
+        let v106 = await d.waitExit()
+        XCTAssertEqual(v106, 0)
+    }
+
     func testSighupWithBrokenFileKeepsOldConfigurationAndReportsTheError() async throws {
         let d = try await started()
         let v8 = await d.waitFor("ocellus/test/cam/grounding")
