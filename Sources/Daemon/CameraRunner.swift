@@ -27,7 +27,7 @@ final class CameraRunner: @unchecked Sendable {
         var due: Double
     }
 
-    private let lock = NSCondition()
+    private let lock = MonotonicCondition()
     private var schedule: [Scheduled] = []
     private var stopping = false
     private var snapshot = CameraSnapshot(status: "offline", frames: 0, dropped: 0, reconnects: 0, lastError: nil)
@@ -92,12 +92,17 @@ final class CameraRunner: @unchecked Sendable {
         t.start()
     }
 
-    /// Stops the capture thread, waits for it and closes the source; its waiting job is dropped.
-    func stop() {
+    /// Asks the capture thread to stop (returns at once; `stop()` waits).
+    func requestStop() {
         lock.withLock {
             stopping = true
             lock.broadcast()
         }
+    }
+
+    /// Stops the capture thread, waits for it and closes the source; its waiting job is dropped.
+    func stop() {
+        requestStop()
         if thread != nil { exited.wait() }
         thread = nil
         source.close()
@@ -107,16 +112,21 @@ final class CameraRunner: @unchecked Sendable {
 
     /// Takes a new task list from the next frame (reload): tasks whose settings are unchanged keep
     /// their schedule; new or changed ones are due at once.
+    /// A waiting job's tasks are dropped with the old list; those still configured unchanged are
+    /// due again at once (they lose nothing). Done under the queue's lock: no frame is offered
+    /// between the two steps.
     func updateTasks(_ tasks: [TaskConfiguration]) {
         let now = clock.now()
-        lock.withLock {
-            let old = schedule
-            schedule = tasks.map { t in
-                if let o = old.first(where: { $0.task == t }) { return o }
-                return Scheduled(task: t, due: now)
+        queue.dropPending(camera: name) { dropped in
+            let waiting = Set(dropped.map(\.name))
+            lock.withLock {
+                let old = schedule
+                schedule = tasks.map { t in
+                    if let o = old.first(where: { $0.task == t }), !waiting.contains(t.name) { return o }
+                    return Scheduled(task: t, due: now)
+                }
             }
         }
-        queue.dropPending(camera: name)
     }
 
     /// Counters and status for the health message.
@@ -155,10 +165,12 @@ final class CameraRunner: @unchecked Sendable {
 
     /// Sleeps up to `seconds`, waking for `stop()`; reports progress every half second.
     private func pause(_ seconds: Double) {
-        let end = Date().addingTimeInterval(seconds)
+        let end = monotonicNow() + seconds
         lock.lock()
-        while !stopping, Date() < end {
-            _ = lock.wait(until: min(end, Date().addingTimeInterval(0.5)))
+        while !stopping {
+            let left = end - monotonicNow()
+            if left <= 0 { break }
+            lock.wait(seconds: min(left, 0.5))
             lock.unlock()
             progressed()
             lock.lock()

@@ -33,7 +33,8 @@ final class FrameJob: @unchecked Sendable {
         image.reshape(width: frame.width, height: frame.height)
         frame.image.withRGBBytes { src in
             image.withMutableRGBBytes { dst in
-                dst.baseAddress!.update(from: src.baseAddress!, count: src.count)
+                guard let d = dst.baseAddress, let s = src.baseAddress, src.count > 0 else { return }
+                d.update(from: s, count: src.count)
             }
         }
         sequence = frame.sequence
@@ -62,7 +63,7 @@ final class InferenceQueue: @unchecked Sendable {
         var spare: RGBImage?
     }
 
-    private let cond = NSCondition()
+    private let cond = MonotonicCondition()
     private var slots: [String: Slot] = [:]
     /// Cameras in the order the worker visits them.
     private var order: [String] = []
@@ -88,12 +89,17 @@ final class InferenceQueue: @unchecked Sendable {
         }
     }
 
-    /// Drops the tasks not yet started for `camera` (its tasks changed on reload).
-    func dropPending(camera: String) {
+    /// Drops the tasks not yet started for `camera` (its tasks changed on reload) and calls
+    /// `reschedule` with them, under the queue's lock, so that no frame is offered in between.
+    func dropPending(camera: String, reschedule: ([TaskConfiguration]) -> Void = { _ in }) {
         cond.withLock {
-            guard let job = slots[camera]?.job else { return }
-            job.tasks = []
-            if !job.started { slots[camera]?.spare = job.image; slots[camera]?.job = nil }
+            var dropped: [TaskConfiguration] = []
+            if let job = slots[camera]?.job {
+                dropped = job.tasks
+                job.tasks = []
+                if !job.started { slots[camera]?.spare = job.image; slots[camera]?.job = nil }
+            }
+            reschedule(dropped)
         }
     }
 
@@ -127,12 +133,14 @@ final class InferenceQueue: @unchecked Sendable {
     /// The next task to run, round-robin over cameras, waiting up to `timeout` seconds; nil on
     /// timeout or after `stop()`.
     func take(timeout: Double) -> (job: FrameJob, task: TaskConfiguration)? {
-        let deadline = Date().addingTimeInterval(timeout)
+        let deadline = monotonicNow() + timeout
         cond.lock()
         defer { cond.unlock() }
         while !stopped {
             if let picked = pickLocked() { return picked }
-            if !cond.wait(until: deadline) { return nil }
+            let left = deadline - monotonicNow()
+            if left <= 0 { return nil }
+            cond.wait(seconds: left)
         }
         return nil
     }

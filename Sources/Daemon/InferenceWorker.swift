@@ -66,14 +66,34 @@ final class InferenceWorker: @unchecked Sendable {
     private let publish: @Sendable (String, TaskConfiguration, [UInt8]) -> Void
     private let progressed: @Sendable () -> Void
 
-    init(model: LoadedModel, queue: InferenceQueue, logger: Logger,
+    /// Longest idle wait between progress reports (the watchdog's inference loop).
+    private let idleTimeout: Double
+
+    /// A worker on `queue`. `progressed` runs after every task, every decoder step and every
+    /// `idleTimeout` seconds of waiting.
+    init(model: LoadedModel, queue: InferenceQueue, logger: Logger, idleTimeout: Double = 1,
          publish: @escaping @Sendable (String, TaskConfiguration, [UInt8]) -> Void,
          progressed: @escaping @Sendable () -> Void) {
         self.model = model
         self.queue = queue
         self.logger = logger
+        self.idleTimeout = idleTimeout
         self.publish = publish
         self.progressed = progressed
+        attach(model)
+    }
+
+    /// Thrown from the decode-step hook when the worker is stopping.
+    private struct Cancelled: Error {}
+
+    /// Reports progress on every decoder step (a long generation is not a hang) and ends a
+    /// generation early when the daemon stops.
+    private func attach(_ m: LoadedModel) {
+        m.model.onDecodeStep = { [weak self] in
+            guard let self else { return }
+            self.progressed()
+            if self.lock.withLock({ self.stopping }) { throw Cancelled() }
+        }
     }
 
     func start() {
@@ -87,7 +107,7 @@ final class InferenceWorker: @unchecked Sendable {
         t.start()
     }
 
-    /// Lets the running task finish, then stops.
+    /// Ends the running generation at its next decoder step, then stops.
     func stop() {
         lock.withLock { stopping = true }
         queue.stop()
@@ -97,6 +117,7 @@ final class InferenceWorker: @unchecked Sendable {
 
     /// Uses `next` from the next task on; the current model is released once the swap is done.
     func swap(to next: LoadedModel) {
+        attach(next)
         lock.withLock { pendingModel = next }
     }
 
@@ -144,7 +165,7 @@ final class InferenceWorker: @unchecked Sendable {
             }
             if lock.withLock({ stopping }) { return }
             progressed()
-            guard let (job, task) = queue.take(timeout: 1) else { continue }
+            guard let (job, task) = queue.take(timeout: idleTimeout) else { continue }
             run(task, on: job)
             queue.finished(job)
             progressed()
@@ -167,6 +188,8 @@ final class InferenceWorker: @unchecked Sendable {
             publish(job.camera, task, Array(data))
             logger.debug("result", metadata: ["camera": "\(job.camera)", "task": "\(task.name)",
                                               "latency_s": "\(payload.latency_s)", "frame": "\(job.sequence)"])
+        } catch is Cancelled {
+            logger.info("inference cancelled: stopping", metadata: ["camera": "\(job.camera)", "task": "\(task.name)"])
         } catch {
             let message = "\(task.name): \(error)"
             lock.withLock { errors[job.camera] = message }

@@ -27,6 +27,9 @@ public final class Publisher: @unchecked Sendable {
     /// Retained state by topic, republished in insertion order on every connect.
     private var retained: [String: RetainedMessage] = [:]
     private var order: [String] = []
+    /// Topics cleared (empty retained message) and not set since: cleared again on every connect,
+    /// since a clear sent while the broker was away may have been dropped from the outbox.
+    private var cleared: Set<String> = []
     private let logger: Logger
 
     /// A publisher for `configuration`'s broker (the password is read now, from its file or
@@ -78,12 +81,15 @@ public final class Publisher: @unchecked Sendable {
             "tls": "\(broker.tls != nil)", "username": "\(broker.username ?? "none")"])
     }
 
-    /// After every connect: `online`, then all retained state (in the order it was first set).
+    /// After every connect: `online`, then all retained state (in the order it was first set) and
+    /// the clears. Queued under the lock, so a value set meanwhile by another thread goes after it.
     private func connected(_ version: MQTTProtocolVersion) {
         logger.info("connected to the broker", metadata: ["broker": "\(broker.host):\(broker.port)", "protocol": "\(version)"])
-        let snapshot: [(String, RetainedMessage)] = lock.withLock { order.compactMap { t in retained[t].map { (t, $0) } } }
-        send(topics.availability, RetainedMessage(payload: Array("online".utf8), qos: max(1, broker.qos)), retain: true)
-        for (topic, m) in snapshot { send(topic, m, retain: true) }
+        lock.withLock {
+            send(topics.availability, RetainedMessage(payload: Array("online".utf8), qos: max(1, broker.qos)), retain: true)
+            for t in order { if let m = retained[t] { send(t, m, retain: true) } }
+            for t in cleared.sorted() { send(t, RetainedMessage(payload: [], qos: broker.qos), retain: true) }
+        }
     }
 
     private func send(_ topic: String, _ m: RetainedMessage, retain: Bool) {
@@ -99,21 +105,22 @@ public final class Publisher: @unchecked Sendable {
     /// offline the next connect sends it, so the outbox holds no stale copies of state).
     public func publishRetained(_ topic: String, _ payload: [UInt8], contentType: String? = nil, messageExpiry: UInt32? = nil) {
         let m = RetainedMessage(payload: payload, qos: broker.qos, messageExpiry: messageExpiry, contentType: contentType)
-        let changed: Bool = lock.withLock {
-            if let old = retained.updateValue(m, forKey: topic) { return old.payload != payload }
-            order.append(topic)
-            return true
+        lock.withLock {
+            cleared.remove(topic)
+            var changed = true
+            if let old = retained.updateValue(m, forKey: topic) { changed = old.payload != payload } else { order.append(topic) }
+            // The broker already holds an unchanged value (and a reconnect republishes it anyway).
+            if changed, isConnected { send(topic, m, retain: true) }
         }
-        // The broker already holds an unchanged value (and a reconnect republishes it anyway).
-        if changed, isConnected { send(topic, m, retain: true) }
     }
 
     /// Removes retained state from the broker (an empty retained message) and from the republish set.
     public func clearRetained(_ topic: String) {
         lock.withLock {
             if retained.removeValue(forKey: topic) != nil { order.removeAll { $0 == topic } }
+            cleared.insert(topic)
+            if isConnected { send(topic, RetainedMessage(payload: [], qos: broker.qos), retain: true) }
         }
-        send(topic, RetainedMessage(payload: [], qos: broker.qos), retain: true)
     }
 
     /// Publishes an event (not retained) through the bounded outbox.
@@ -128,7 +135,8 @@ public final class Publisher: @unchecked Sendable {
     public func retainedPayload(_ topic: String) -> [UInt8]? { lock.withLock { retained[topic]?.payload } }
 
     /// Copies every retained message of `other` whose topic is under `other`'s node root to the
-    /// same place under this node's root (a reconnect to another broker or node id keeps the state).
+    /// same place under this node's root (a reconnect to another broker or node id keeps the state);
+    /// what this publisher already holds is newer and kept.
     public func adoptRetained(from other: Publisher) {
         let oldRoot = other.topics.prefix + "/" + other.topics.node + "/"
         let newRoot = topics.prefix + "/" + topics.node + "/"
@@ -136,7 +144,7 @@ public final class Publisher: @unchecked Sendable {
         lock.withLock {
             for (t, m) in items where t.hasPrefix(oldRoot) && t != other.topics.availability {
                 let nt = newRoot + t.dropFirst(oldRoot.count)
-                if retained.updateValue(m, forKey: nt) == nil { order.append(nt) }
+                if retained[nt] == nil, !cleared.contains(nt) { retained[nt] = m; order.append(nt) }
             }
         }
     }

@@ -40,7 +40,7 @@ public final class DaemonService: @unchecked Sendable {
     private var logger: Logger
     private let notifier = SystemdNotifier()
     private let watchdog: ProgressWatchdog
-    private let events = NSCondition()
+    private let events = MonotonicCondition()
     private var pending: [Event] = []
 
     // State touched by the control thread; `lock` guards what other threads read.
@@ -52,9 +52,14 @@ public final class DaemonService: @unchecked Sendable {
     private var cameras: [String: CameraRunner] = [:]
     private var cameraTurns: [String: UInt64] = [:]
     private var lastError: String?
-    private let started = Date()
+    private let started = monotonicNow()
     private var lastFrames: [String: (frames: Int, at: Double)] = [:]
-    private var lastPublishCounters: MQTTCounters?
+    /// The publisher's confirmations at the last watchdog check, and when they last changed.
+    private var lastConfirmed = (count: -1, at: 0.0)
+    /// Monotonic deadlines of the timers.
+    private var nextHealth = 0.0
+    private var nextWatchdog = Double.infinity
+    private var watchdogInterval: Double?
 
     /// A daemon for `options`; nothing starts until `run()`.
     public init(options: Options, logger: Logger = Logger(label: "ocellusd")) {
@@ -87,7 +92,7 @@ public final class DaemonService: @unchecked Sendable {
         options.override?(&c)
         let check = ConfigurationCheck(c, environment: options.environment)
         if !check.errors.isEmpty { throw ConfigurationError(source: options.configPath, issues: check.issues) }
-        for w in check.warnings { logger.warning("\(options.configPath):\(w)") }
+        for w in check.warnings { logger.warning("\(Self.redacted("\(options.configPath):\(w)"))") }
         return c
     }
 
@@ -101,6 +106,9 @@ public final class DaemonService: @unchecked Sendable {
         DaemonLogLevel.set(config.logLevel)
         logger.info("starting", metadata: ["version": "\(OcellusVersion.string)", "config": "\(options.configPath)",
                                            "node": "\(config.nodeId)", "cameras": "\(config.cameras.filter(\.enabled).count)"])
+        // A large model on a slow SD card can take a while to map and fault in: ask systemd for time
+        // beyond TimeoutStartSec (harmless when not under systemd).
+        notifier.extendTimeout(microseconds: 120_000_000)
         let model = try LoadedModel(config.model, logger: logger)
         logger.info("model loaded", metadata: ["model": "\(model.name)", "plan_bytes": "\(model.planBytes)",
                                                "beams": "\(model.parameters.numBeams)", "max_new_tokens": "\(model.parameters.maxNewTokens)"])
@@ -111,7 +119,9 @@ public final class DaemonService: @unchecked Sendable {
         }
         publishState("starting", reason: nil)
         try pub.start()
+        watchdogInterval = SystemdNotifier.watchdogInterval().map { Double($0.components.seconds) + Double($0.components.attoseconds) * 1e-18 }
         worker = InferenceWorker(model: model, queue: queue, logger: logger,
+                                 idleTimeout: min(1, (watchdogInterval ?? 4) / 4),
                                  publish: { [weak self] camera, task, data in self?.publishResult(camera, task, data) },
                                  progressed: { [weak self] in self?.watchdog.progressed(.inference) })
         worker.start()
@@ -131,14 +141,18 @@ public final class DaemonService: @unchecked Sendable {
     private var topics: Topics { publisher.topics }
 
     private func loop() {
-        var nextHealth = Date().addingTimeInterval(configuration.health.interval)
-        let watchdogInterval = SystemdNotifier.watchdogInterval().map { Double($0.components.seconds) + Double($0.components.attoseconds) * 1e-18 }
-        if let w = watchdogInterval { logger.info("watchdog enabled", metadata: ["interval_s": "\(w)"]) }
-        var nextWatchdog = watchdogInterval.map { Date().addingTimeInterval($0 / 2) } ?? .distantFuture
+        nextHealth = monotonicNow() + configuration.health.interval
+        if let w = watchdogInterval {
+            logger.info("watchdog enabled", metadata: ["interval_s": "\(w)"])
+            nextWatchdog = monotonicNow() + w / 2
+        }
         while true {
             let event: Event? = events.withLock {
-                let until = min(nextHealth, nextWatchdog)
-                while pending.isEmpty, Date() < until { _ = events.wait(until: until) }
+                while pending.isEmpty {
+                    let left = min(nextHealth, nextWatchdog) - monotonicNow()
+                    if left <= 0 { break }
+                    events.wait(seconds: left)
+                }
                 return pending.isEmpty ? nil : pending.removeFirst()
             }
             switch event {
@@ -149,24 +163,45 @@ public final class DaemonService: @unchecked Sendable {
             case nil:
                 break
             }
-            let now = Date()
-            if now >= nextWatchdog, let w = watchdogInterval {
-                checkWatchdog()
-                nextWatchdog = now.addingTimeInterval(w / 2)
-            }
-            if now >= nextHealth {
-                publishHealth(healthPayload())
-                nextHealth = now.addingTimeInterval(configuration.health.interval)
-            }
+            runTimers()
         }
+    }
+
+    /// The watchdog check and the health message, when due.
+    private func runTimers() {
+        let now = monotonicNow()
+        if now >= nextWatchdog, let w = watchdogInterval {
+            checkWatchdog()
+            nextWatchdog = now + w / 2
+        }
+        if now >= nextHealth {
+            publishHealth(healthPayload())
+            nextHealth = now + configuration.health.interval
+        }
+    }
+
+    /// Runs `work` on its own thread while this one keeps the watchdog and health timers going
+    /// (a model load on reload can take longer than the watchdog interval).
+    private func keepingTimers<T>(_ work: @escaping @Sendable () throws -> T) throws -> T {
+        let box = ResultBox<T>()
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            box.result = Result { try work() }
+            done.signal()
+        }
+        while done.wait(timeout: .now() + min(1, (watchdogInterval ?? 4) / 4)) == .timedOut {
+            runTimers()
+        }
+        return try box.result!.get()
     }
 
     private func shutdown() {
         logger.info("stopping")
         notifier.stopping()
         publishState("stopping", reason: nil)
+        for (_, c) in cameras { c.requestStop() }   // all at once, then wait for each
+        worker.stop()   // the running generation ends at its next decoder step
         for (_, c) in cameras { c.stop() }
-        worker.stop()
         let pub = publisher
         for c in configuration.cameras where c.enabled { pub.publishRetained(topics.cameraStatus(c.name), Array("offline".utf8)) }
         pub.stop(timeout: 5)
@@ -201,13 +236,22 @@ public final class DaemonService: @unchecked Sendable {
 
     // MARK: Publishing
 
+    /// Publishes a result, unless a reload removed or changed its camera or task meanwhile (a
+    /// late result must not bring back retained state that the reload cleared). The check and the
+    /// publish happen under the lock that the reload takes to change the configuration.
     private func publishResult(_ camera: String, _ task: TaskConfiguration, _ data: [UInt8]) {
-        let pub = publisher
-        let topic = pub.topics.result(camera: camera, name: task.name)
-        if task.retainsResults {
-            pub.publishRetained(topic, data, contentType: "application/json")
-        } else {
-            pub.publishEvent(topic, data, contentType: "application/json")
+        lock.withLock {
+            guard let c = configuration.camera(named: camera), c.enabled, c.task(named: task.name) == task else {
+                logger.debug("result dropped: its camera or task changed", metadata: ["camera": "\(camera)", "task": "\(task.name)"])
+                return
+            }
+            let pub: Publisher = publisherRef
+            let topic = pub.topics.result(camera: camera, name: task.name)
+            if task.retainsResults {
+                pub.publishRetained(topic, data, contentType: "application/json")
+            } else {
+                pub.publishEvent(topic, data, contentType: "application/json")
+            }
         }
     }
 
@@ -266,7 +310,7 @@ public final class DaemonService: @unchecked Sendable {
         }
         let counters = publisher.counters
         return HealthPayload(ts: (Date().timeIntervalSince1970 * 1000).rounded() / 1000,
-                             uptime_s: (Date().timeIntervalSince(started) * 10).rounded() / 10,
+                             uptime_s: ((monotonicNow() - started) * 10).rounded() / 10,
                              rss_bytes: residentSetBytes(), queue_depth: queue.depth,
                              outbox_dropped: UInt64(counters.dropped), cameras: cams,
                              last_error: lock.withLock { lastError })
@@ -285,16 +329,22 @@ public final class DaemonService: @unchecked Sendable {
     // MARK: Watchdog
 
     private func checkWatchdog() {
-        let turns = lock.withLock { cameraTurns }
-        if turns.isEmpty || turns.allSatisfy({ $0.value > 0 }) { watchdog.progressed(.capture) }
-        lock.withLock { for k in cameraTurns.keys { cameraTurns[k] = 0 } }
-        // Publishing progresses when the client confirmed something, has nothing to send, or is
-        // reconnecting (a broker that is down must not get the daemon restarted).
-        let c = publisher.counters
-        if !publisher.isConnected || c.queued + c.inFlight == 0 || c.confirmed != lastPublishCounters?.confirmed {
+        let allTurned: Bool = lock.withLock {
+            let ok = cameraTurns.values.allSatisfy { $0 > 0 }
+            for k in cameraTurns.keys { cameraTurns[k] = 0 }
+            return ok
+        }
+        if allTurned { watchdog.progressed(.capture) }
+        // Publishing progresses when the client has nothing to send, is reconnecting (a broker
+        // that is down must not get the daemon restarted), or got a confirmation within two
+        // keep-alives (libmosquitto notices a silent broker after 1.5; until then messages wait).
+        let pub = publisher
+        let c = pub.counters
+        let now = monotonicNow()
+        if c.confirmed != lastConfirmed.count { lastConfirmed = (c.confirmed, now) }
+        if !pub.isConnected || c.queued + c.inFlight == 0 || now - lastConfirmed.at < 2 * Double(pub.broker.keepalive) {
             watchdog.progressed(.publish)
         }
-        lastPublishCounters = c
         let r = watchdog.check()
         if !r.pinged { logger.warning("watchdog not pinged: no progress", metadata: ["stalled": "\(r.stalled)"]) }
     }
@@ -318,7 +368,11 @@ public final class DaemonService: @unchecked Sendable {
         var model: LoadedModel?
         var pub: Publisher?
         do {
-            if diff.reloadModel { model = try LoadedModel(new.model, logger: logger) }
+            if diff.reloadModel {
+                notifier.extendTimeout(microseconds: 120_000_000)
+                let cfg = new.model, log = logger
+                model = try keepingTimers { try LoadedModel(cfg, logger: log) }
+            }
             if diff.reconnectBroker || diff.outbox {
                 pub = try Publisher(configuration: new, logger: logger, environment: options.environment)
             }
@@ -329,11 +383,15 @@ public final class DaemonService: @unchecked Sendable {
         if diff.logLevel { DaemonLogLevel.set(new.logLevel) }
         if let m = model { worker.swap(to: m) }
         if let p = pub {
-            let oldPub = publisher
+            // New results go to the new publisher from here on; the old one's state follows.
+            let oldPub: Publisher = lock.withLock {
+                let o: Publisher = publisherRef
+                publisherRef = p
+                return o
+            }
             p.adoptRetained(from: oldPub)
-            oldPub.stop(timeout: 2)
-            lock.withLock { publisherRef = p }
             do { try p.start() } catch { logger.error("broker start failed", metadata: ["error": "\(error)"]) }
+            oldPub.stop(timeout: 2)
         }
         lock.withLock { configuration = new }
         for (name, change) in diff.cameras {
@@ -350,17 +408,17 @@ public final class DaemonService: @unchecked Sendable {
                 }
             case .reopen:
                 stopCamera(name)
-                if let c = new.camera(named: name) { startCamera(c) }
+                if let c = new.camera(named: name) {
+                    clearStaleResults(name, old: old.camera(named: name)?.tasks ?? [], new: c.tasks)
+                    startCamera(c)
+                }
             case .tasks:
                 guard let c = new.camera(named: name), let runner = cameras[name] else { continue }
                 runner.updateTasks(c.tasks)
-                let names = Set(c.tasks.map(\.name))
-                worker.forget(camera: name, keeping: names)
-                for t in old.camera(named: name)?.tasks ?? [] where !names.contains(t.name) {
-                    publisher.clearRetained(topics.result(camera: name, name: t.name))
-                }
+                clearStaleResults(name, old: old.camera(named: name)?.tasks ?? [], new: c.tasks)
             }
         }
+        if diff.health { nextHealth = monotonicNow() + new.health.interval }
         if diff.republishDiscovery || pub != nil { publishDiscovery(new, previous: old) }
         lock.withLock { lastError = nil }
         let summary = diff.isEmpty ? "no changes" : diff.summary.joined(separator: "; ")
@@ -368,6 +426,15 @@ public final class DaemonService: @unchecked Sendable {
         let health = healthPayload()
         publishHealth(health)
         notifier.ready(status: "reloaded (\(summary)); " + health.statusLine)
+    }
+
+    /// Forgets the latencies of tasks a camera no longer has, and clears the retained results of
+    /// tasks that are gone or no longer retained.
+    private func clearStaleResults(_ camera: String, old: [TaskConfiguration], new: [TaskConfiguration]) {
+        worker.forget(camera: camera, keeping: Set(new.map(\.name)))
+        for t in old where t.retainsResults && !new.contains(where: { $0.name == t.name && $0.retainsResults }) {
+            publisher.clearRetained(topics.result(camera: camera, name: t.name))
+        }
     }
 
     /// Removes a deleted camera's retained status and results.
@@ -381,20 +448,30 @@ public final class DaemonService: @unchecked Sendable {
         let text: String
         if let e = error as? ConfigurationError {
             let errs = e.errors
-            for i in errs { logger.error("\(options.configPath):\(i)") }
+            for i in errs { logger.error("\(Self.redacted("\(options.configPath):\(i)"))") }
             text = "reload rejected, previous configuration kept: \(errs.count) error\(errs.count == 1 ? "" : "s") in \(options.configPath): "
                 + errs.map { "\($0)" }.joined(separator: "; ")
         } else {
             logger.error("reload failed", metadata: ["error": "\(error)"])
             text = "reload rejected, previous configuration kept: \(error)"
         }
-        lock.withLock { lastError = text }
+        let redacted = Self.redacted(text)
+        lock.withLock { lastError = redacted }
         let health = healthPayload()
         publishHealth(health)
-        notifier.ready(status: text)
-        logger.error("\(text)")
+        notifier.ready(status: redacted)
+        logger.error("\(redacted)")
+    }
+
+    /// `text` with the user information of any URL (`mqtt://user:secret@host`) replaced by `***`:
+    /// error messages quote bad values, and these go to the health topic and `STATUS=`.
+    public static func redacted(_ text: String) -> String {
+        text.replacingOccurrences(of: #"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s'"]+@"#, with: "$1***@", options: .regularExpression)
     }
 }
+
+/// A result handed from one thread to another (written before a semaphore signal, read after).
+private final class ResultBox<T>: @unchecked Sendable { var result: Result<T, Error>? }
 
 // MARK: - Log level
 

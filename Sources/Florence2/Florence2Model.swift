@@ -137,6 +137,13 @@ public final class Florence2Model {
 
     // MARK: - Decode
 
+    /// Called after every decoder step of `generate` (progress for a watchdog; throwing cancels the
+    /// generation with that error).
+    public var onDecodeStep: (() throws -> Void)? {
+        get { generator.onStep }
+        set { generator.onStep = newValue }
+    }
+
     /// Generates from the last `encode` with `parameters`; returns the ids as transformers'
     /// `generate` does (decoder start token first).
     public func generate(_ parameters: GenerationParameters) throws -> [Int32] {

@@ -105,6 +105,10 @@ public final class Generator {
     private var stagedLength: [Int]
     private var stagedFlag: [Bool]
 
+    /// Called after every decoder step (a caller's progress report or cancellation: a throw ends
+    /// the generation with that error). Calling it allocates nothing.
+    public var onStep: (() throws -> Void)?
+
     /// A generator over `decoder`, whose `logits` buffer holds `[maxRows, vocabSize]` floats.
     public init(decoder: any GenerationDecoder, logits: Tensor) {
         self.decoder = decoder
@@ -161,6 +165,7 @@ public final class Generator {
             stepTokens.removeAll(keepingCapacity: true)
             stepTokens.append(seq[seq.count - 1])
             try decoder.step(tokens: stepTokens, logits: logits)
+            try onStep?()
             for v in 0..<vocab { rowLogProbs[v] = logits[v] }
             applyProcessors(&rowLogProbs, sequence: seq, offset: 0, length: seq.count, p)
             var best = 0
@@ -193,6 +198,7 @@ public final class Generator {
             stepTokens.removeAll(keepingCapacity: true)
             for b in 0..<beams { stepTokens.append(running[b * L + curLen - 1]) }
             try decoder.step(tokens: stepTokens, logits: logits)
+            try onStep?()
 
             // Accumulated log-probs of every (beam, token); keep the top `keep` (descending).
             var n = 0

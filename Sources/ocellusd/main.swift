@@ -117,14 +117,17 @@ struct Ocellusd: ParsableCommand {
         do {
             try service.run()
         } catch let e as ConfigurationError {
-            for i in e.issues { FileHandle.standardError.write(Data("\(e.source):\(i)\n".utf8)) }
+            for i in e.issues { FileHandle.standardError.write(Data(DaemonService.redacted("\(e.source):\(i)\n").utf8)) }
             logger.critical("cannot start: \(e.errors.count) configuration error(s) in \(e.source)")
             throw ExitCode.failure
         } catch {
             logger.critical("cannot start: \(error)")
             throw ExitCode.failure
         }
-        watcher?.disconnect(timeout: 1)
+        if let w = watcher {
+            Thread.sleep(forTimeInterval: 0.5)   // let the last messages (`offline`) reach the printer
+            w.disconnect(timeout: 1)
+        }
         broker?.stop()
     }
 

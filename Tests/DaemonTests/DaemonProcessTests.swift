@@ -157,10 +157,12 @@ final class DaemonProcessTests: XCTestCase {
         d.broker.stop()
         try d.broker.start()   // no persistence: retained state is gone until the daemon republishes it
         var retained: [String: MQTTMessage] = [:]
-        let back = await eventually(40) {
-            // a fresh subscriber each poll; the daemon reconnects with backoff (1, 2, 4 s ...)
-            retained = (try? syncRetained(d)) ?? [:]
-            return retained["ocellus/test/availability"]?.string == "online" && retained["ocellus/test/cam/caption"] != nil
+        var back = false
+        let deadline = Date().addingTimeInterval(40)
+        while !back, Date() < deadline {
+            // a fresh subscriber each round; the daemon reconnects with backoff (1, 2, 4 s ...)
+            retained = try await d.retainedNow(settle: 1)
+            back = retained["ocellus/test/availability"]?.string == "online" && retained["ocellus/test/cam/caption"] != nil
         }
         XCTAssertTrue(back, "retained after restart: \(retained.keys.sorted()); log:\n\(d.log)")
         XCTAssertEqual(retained["ocellus/test/cam/status"]?.string, "online")
@@ -169,21 +171,6 @@ final class DaemonProcessTests: XCTestCase {
         d.signal(SIGTERM)
         let v2 = await d.waitExit()
         XCTAssertEqual(v2, 0)
-    }
-
-    /// The retained messages a fresh subscriber sees within a second (blocking; for polling loops).
-    private func syncRetained(_ d: DaemonUnderTest) throws -> [String: MQTTMessage] {
-        let box = Inbox()
-        let c = try MQTTClient(clientID: "poll-\(UUID().uuidString.prefix(8))", host: "127.0.0.1", port: d.broker.port, keepalive: 10)
-        try c.subscribe("#", qos: 1) { m in box.add(m) }
-        let done = DispatchSemaphore(value: 0)
-        Task.detached { try? await c.connect(); done.signal() }
-        done.wait()
-        Thread.sleep(forTimeInterval: 1)
-        c.disconnect(timeout: 0.5)
-        var out: [String: MQTTMessage] = [:]
-        for m in box.all where m.retain { out[m.topic] = m }
-        return out
     }
 
     // MARK: - Reload
@@ -311,6 +298,33 @@ final class DaemonProcessTests: XCTestCase {
         XCTAssertFalse(d.notify.assignments.contains("READY=1"))
     }
 
+    // MARK: - The README's first command
+
+    func testDemoRunsOnItsOwnBrokerAndPrintsTheMessages() async throws {
+        let p = Process()
+        p.executableURL = try ocellusdExecutable()
+        p.arguments = ["--config", packageRoot.appendingPathComponent("Configs/demo.yaml").path, "--demo", "--run-for", "8"]
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        var env = ProcessInfo.processInfo.environment
+        for k in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] { env[k] = nil }
+        p.environment = env
+        try runWithCleanSignalMask(p)
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let text = String(decoding: stdout, as: UTF8.self)
+        let log = String(decoding: stderr, as: UTF8.self)
+        XCTAssertEqual(p.terminationStatus, 0, log)
+        XCTAssertTrue(text.contains("demo: Mosquitto on 127.0.0.1:"), text)
+        XCTAssertTrue(text.contains("ocellus/demo/availability online"), text)
+        XCTAssertTrue(text.contains("ocellus/demo/demo/status online"), text)
+        XCTAssertTrue(text.contains("ocellus/demo/demo/caption {"), text)
+        XCTAssertTrue(text.contains("ocellus/demo/health {"), text)
+        XCTAssertTrue(text.contains("ocellus/demo/availability offline"), "a clean stop publishes offline: \(text)")
+    }
+
     // MARK: - Memory over a long run
 
     /// Resident set of `pid` in bytes (VmRSS).
@@ -322,7 +336,7 @@ final class DaemonProcessTests: XCTestCase {
     }
 
     func testLongRunRSSGrowthStaysUnderOneMegabyte() async throws {
-        let warmup = 40, measured = Int(ProcessInfo.processInfo.environment["OCELLUS_LONG_RUN"] ?? "") ?? 200
+        let warmup = 40, measured = Int(ProcessInfo.processInfo.environment["OCELLUS_LONG_RUN"] ?? "") ?? 300
         let d = try await started(Self.config(interval: "0.1s"))
         let results = { d.inbox.all.filter { $0.topic.hasPrefix("ocellus/test/cam/") && !$0.topic.hasSuffix("/status") }.count }
         let v13 = await eventually(300) { results() >= warmup }
