@@ -95,10 +95,22 @@ final class DaemonUnderTest {
     private(set) var process: Process?
     var logURL: URL { dir.appendingPathComponent("ocellusd.log") }
 
+    /// MQTT user and password the broker requires (nil: anonymous).
+    let auth: (user: String, password: String)?
+
     /// A broker, a temp folder with `config` written as ocellus.yaml (`PORT` and `MODEL` replaced),
-    /// and a watcher subscribed to `#` before the daemon starts.
-    init(config: String) async throws {
-        broker = try TestBroker()
+    /// and a watcher subscribed to `#` before the daemon starts. With `auth` the broker refuses
+    /// anonymous clients and knows that one user.
+    init(config: String, auth: (user: String, password: String)? = nil) async throws {
+        self.auth = auth
+        if let a = auth {
+            broker = try TestBroker(anonymous: false) { dir in
+                try shell("mosquitto_passwd -b -c passwd '\(a.user)' '\(a.password)'", in: dir)
+                return ["password_file \(dir.appendingPathComponent("passwd").path)"]
+            }
+        } else {
+            broker = try TestBroker()
+        }
         dir = URL(fileURLWithPath: "/tmp/ocellusd-test-\(getpid())-\(broker.port)")
         try? FileManager.default.removeItem(at: dir)
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -123,7 +135,8 @@ final class DaemonUnderTest {
 
     /// A client subscribed to `#` (SUBACK seen) collecting into `inbox`.
     func subscriber(_ id: String, into inbox: Inbox) async throws -> MQTTClient {
-        let c = try MQTTClient(clientID: "\(id)-\(UUID().uuidString.prefix(8))", host: "127.0.0.1", port: broker.port, keepalive: 10)
+        let c = try MQTTClient(clientID: "\(id)-\(UUID().uuidString.prefix(8))", host: "127.0.0.1", port: broker.port, keepalive: 10,
+                               username: auth?.user, password: auth?.password)
         let probe = "probe/\(id)/\(UUID().uuidString.prefix(8))"
         let seen = Counter()
         try c.subscribe("#", qos: 1) { m in

@@ -148,6 +148,28 @@ final class DaemonProcessTests: XCTestCase {
         XCTAssertFalse(d.notify.assignments.contains("STOPPING=1"), "kill -9 cannot say STOPPING")
     }
 
+    // MARK: - Credentials
+
+    func testPasswordFromASystemdCredentialLogsInAndIsNeverLogged() async throws {
+        let secret = "s3cret-\(UInt32.random(in: 1000...9999))"
+        let config = Self.config().replacingOccurrences(of: "  keepalive: 10\n", with: "  keepalive: 10\n  username: ocellus\n  password_credential: mqtt_password\n")
+        _ = try ocellusdExecutable()
+        let d = try await DaemonUnderTest(config: config, auth: ("ocellus", secret))
+        let creds = d.dir.appendingPathComponent("credentials")
+        try FileManager.default.createDirectory(at: creds, withIntermediateDirectories: true)
+        try (secret + "\n").write(to: creds.appendingPathComponent("mqtt_password"), atomically: true, encoding: .utf8)
+        try d.start(environment: ["CREDENTIALS_DIRECTORY": creds.path])
+        let online = await d.waitFor("ocellus/test/availability") { $0.string == "online" }
+        XCTAssertNotNil(online, "the daemon logged in with the credential; log:\n\(d.log)")
+        let v0 = await d.waitFor("ocellus/test/cam/caption")
+        XCTAssertNotNil(v0)
+        d.signal(SIGTERM)
+        let v1 = await d.waitExit()
+        XCTAssertEqual(v1, 0)
+        XCTAssertFalse(d.log.contains(secret), "the password is never logged")
+        XCTAssertFalse(d.inbox.all.contains { $0.string.contains(secret) }, "nor published")
+    }
+
     // MARK: - Broker restart
 
     func testBrokerRestartBringsAvailabilityAndRetainedStateBack() async throws {
@@ -203,6 +225,16 @@ final class DaemonProcessTests: XCTestCase {
         XCTAssertTrue(d.process?.isRunning ?? false, "no restart")
         XCTAssertEqual(d.log.components(separatedBy: "camera open camera=cam").count - 1, 1, "cam was opened once: \(d.log)")
         XCTAssertEqual(d.log.components(separatedBy: "model loaded beams").count - 1, 1, "the model was not reloaded")
+
+        // A changed camera (yard's size) reopens that camera alone.
+        try d.write(config: Self.config(groundingText: "a blue circle",
+                                        extraCamera: "  yard:\n    source: pattern\n    size: 80x60\n    fps: 5\n    tasks:\n      - task: <OD>\n        interval: 1s"))
+        let seenYard = d.messages("ocellus/test/yard/od").count
+        d.signal(SIGHUP)
+        let resized = await d.waitFor("ocellus/test/yard/od", after: seenYard) { (json($0)?["frame"] as? [String: Any])?["w"] as? Int == 80 }
+        XCTAssertNotNil(resized, "yard reopened at the new size; log:\n\(d.log)")
+        XCTAssertEqual(d.log.components(separatedBy: "camera open camera=yard").count - 1, 2, "yard was reopened")
+        XCTAssertEqual(d.log.components(separatedBy: "camera open camera=cam").count - 1, 1, "cam was not")
         d.signal(SIGTERM)
         let v7 = await d.waitExit()
         XCTAssertEqual(v7, 0)
