@@ -45,8 +45,7 @@ final class CameraRunner: @unchecked Sendable {
     private let makeSource: (CameraConfiguration) -> FrameSource
     private var source: FrameSource
     private var opened = false
-    private let exited = DispatchSemaphore(value: 0)
-    private var thread: Thread?
+    private var thread: JoinableThread?
 
     /// A camera feeding `queue`. `statusChanged(camera, status)` runs on the capture thread when the
     /// status changes; `progressed` after every capture-loop turn (the watchdog's capture loop).
@@ -83,13 +82,7 @@ final class CameraRunner: @unchecked Sendable {
     func start() {
         queue.add(camera: name)
         tryOpen()
-        let t = Thread { [self] in
-            captureLoop()
-            exited.signal()
-        }
-        t.name = "camera-\(name)"
-        thread = t
-        t.start()
+        thread = JoinableThread(name: "cam-\(name)") { [self] in captureLoop() }
     }
 
     /// Asks the capture thread to stop (returns at once; `stop()` waits).
@@ -103,7 +96,7 @@ final class CameraRunner: @unchecked Sendable {
     /// Stops the capture thread, waits for it and closes the source; its waiting job is dropped.
     func stop() {
         requestStop()
-        if thread != nil { exited.wait() }
+        thread?.join()
         thread = nil
         source.close()
         queue.remove(camera: name)

@@ -60,8 +60,7 @@ final class InferenceWorker: @unchecked Sendable {
     private var errors: [String: String] = [:]
     private var completed: UInt64 = 0
     private var stopping = false
-    private let exited = DispatchSemaphore(value: 0)
-    private var thread: Thread?
+    private var thread: JoinableThread?
     /// Where results go: (camera, task, payload JSON, retained).
     private let publish: @Sendable (String, TaskConfiguration, [UInt8]) -> Void
     private let progressed: @Sendable () -> Void
@@ -97,21 +96,15 @@ final class InferenceWorker: @unchecked Sendable {
     }
 
     func start() {
-        let t = Thread { [self] in
-            loop()
-            exited.signal()
-        }
-        t.name = "inference"
-        // The model's pool threads do most of the work; this one only drives them.
-        thread = t
-        t.start()
+        // The model's pool threads do most of the work; this one drives them.
+        thread = JoinableThread(name: "inference") { [self] in loop() }
     }
 
     /// Ends the running generation at its next decoder step, then stops.
     func stop() {
         lock.withLock { stopping = true }
         queue.stop()
-        if thread != nil { exited.wait() }
+        thread?.join()
         thread = nil
     }
 

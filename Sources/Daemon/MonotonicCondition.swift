@@ -63,3 +63,22 @@ func monotonicNow() -> Double {
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
 }
+
+/// A named thread that can be waited for (the daemon's camera and inference threads).
+final class JoinableThread: @unchecked Sendable {
+    private let exited = DispatchSemaphore(value: 0)
+
+    /// Starts `body` on a new thread with Foundation name `name`.
+    init(name: String, _ body: @escaping @Sendable () -> Void) {
+        let done = exited
+        let t = Thread {
+            Thread.current.name = name
+            body()
+            done.signal()
+        }
+        t.start()
+    }
+
+    /// Waits for the body to return. Call once.
+    func join() { exited.wait() }
+}
