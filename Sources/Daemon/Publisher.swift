@@ -49,7 +49,7 @@ public final class Publisher: @unchecked Sendable {
             clientID: b.clientId, host: b.host, port: b.port, keepalive: b.keepalive,
             username: b.username, password: try b.readPassword(environment: environment), tls: tls,
             will: MQTTWill(topic: topics.availability, payload: "offline", qos: max(1, b.qos), retain: true),
-            preferV5: b.protocolVersion != .v311, outboxCapacity: configuration.outbox.capacity,
+            preferV5: b.protocolVersion != .v311, allowV311Fallback: b.protocolVersion == .auto, outboxCapacity: configuration.outbox.capacity,
             logger: logger)
         if let t = b.tls, t.insecure { try client.setTLSInsecure(true) }
         client.setOnConnect { [weak self] version in self?.connected(version) }

@@ -174,6 +174,8 @@ public final class MQTTClient: @unchecked Sendable {
     private let mosq: OpaquePointer
     private let logger: Logger
     private let preferV5: Bool
+    /// Whether a broker that refuses MQTT 5 gets 3.1.1 (false: MQTT 5 only, keep retrying it).
+    private let allowV311Fallback: Bool
     private let io = DispatchQueue(label: "ocellus.mqtt.io")
     private let handlers = DispatchQueue(label: "ocellus.mqtt.handlers")
     private static let handlerKey = DispatchSpecificKey<Bool>()
@@ -218,12 +220,13 @@ public final class MQTTClient: @unchecked Sendable {
     /// Creates a client; nothing touches the network until `connect()`.
     /// - Parameters:
     ///   - password: the secret itself (read by the caller from a file or a systemd credential); never logged.
-    ///   - preferV5: try MQTT 5 first; when the broker refuses it, use 3.1.1 from then on.
+    ///   - preferV5: try MQTT 5 first; when the broker refuses it, use 3.1.1 from then on
+    ///     (unless `allowV311Fallback` is false: then MQTT 5 only, refusals logged and retried).
     ///   - outboxCapacity: messages kept while offline; the oldest is dropped beyond it.
     ///   - maxInFlight: messages handed to libmosquitto and not yet confirmed (also its send maximum).
     public init(clientID: String, host: String, port: Int = 1883, keepalive: Int = 30,
                 username: String? = nil, password: String? = nil, tls: MQTTTLSFiles? = nil,
-                will: MQTTWill? = nil, preferV5: Bool = true,
+                will: MQTTWill? = nil, preferV5: Bool = true, allowV311Fallback: Bool = true,
                 outboxCapacity: Int = 1000, maxInFlight: Int = 20,
                 logger: Logger = Logger(label: "ocellus.mqtt")) throws {
         guard mosquittoLibrary == MOSQ_ERR_SUCCESS.rawValue else {
@@ -244,6 +247,7 @@ public final class MQTTClient: @unchecked Sendable {
         self.outboxCapacity = outboxCapacity
         self.maxInFlight = maxInFlight
         self.preferV5 = preferV5
+        self.allowV311Fallback = allowV311Fallback
         self.protocolInUse = preferV5 ? .v5 : .v311
         self.logger = logger
         self.outbox = Array(repeating: nil, count: outboxCapacity)
@@ -567,9 +571,12 @@ public final class MQTTClient: @unchecked Sendable {
             // libmosquitto follows a refused CONNACK with on_disconnect, which counts it.
             let refusedV5 = protocolInUse == .v5 &&
                 (rc == ocl_mqtt_rc_unsupported_protocol_version || rc == ocl_connack_refused_protocol_version)
-            if refusedV5 { protocolInUse = .v311 }
+            let fallBack = refusedV5 && allowV311Fallback
+            if fallBack { protocolInUse = .v311 }
             cond.unlock()
-            if refusedV5 {
+            if refusedV5 && !fallBack {
+                logger.error("mqtt broker refused MQTT 5 and only MQTT 5 is allowed (broker.protocol: 5); retrying")
+            } else if fallBack {
                 // Takes effect on libmosquitto's next reconnect attempt (this thread makes it).
                 _ = mosquitto_int_option(mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311)
                 logger.notice("mqtt broker refused MQTT 5, falling back to 3.1.1")

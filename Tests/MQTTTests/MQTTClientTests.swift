@@ -337,6 +337,26 @@ final class MQTTClientTests: XCTestCase {
     /// A fake broker that refuses MQTT 5 as a 3.1.1-only broker does (CONNACK `20 02 00 01`) and
     /// accepts the client's next CONNECT with CONNACK `20 02 00 00`; records each CONNECT's protocol level.
     func testFallsBackToV311WhenBrokerRefusesV5() async throws {
+        let (c, levels) = try await refusingV5Once(allowV311Fallback: true)
+        let fell = await eventually(15) { c.state == .connected(.v311) }
+        XCTAssertTrue(fell, "state \(c.state)")
+        XCTAssertEqual(levels.all.map(\.payload), [[0x10, 5], [0x10, 4]])
+        c.disconnect(timeout: 1)
+    }
+
+    /// `broker.protocol: 5`: the same refusal is retried with MQTT 5, never 3.1.1.
+    func testStaysOnV5WhenFallbackIsNotAllowed() async throws {
+        let (c, levels) = try await refusingV5Once(allowV311Fallback: false)
+        let twice = await eventually(15) { levels.all.count >= 2 }
+        XCTAssertTrue(twice)
+        XCTAssertEqual(levels.all.map(\.payload), [[0x10, 5], [0x10, 5]])
+        XCTAssertNotEqual(c.state, .connected(.v311))
+        c.disconnect(timeout: 1)
+    }
+
+    /// A client connecting to a fake server that refuses the first CONNECT as a 3.1.1-only broker
+    /// refuses MQTT 5 and accepts the second; the protocol level of each CONNECT is recorded.
+    private func refusingV5Once(allowV311Fallback: Bool) async throws -> (MQTTClient, Inbox) {
         let port = try freeLoopbackPort()
         let lfd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var one: Int32 = 1
@@ -368,13 +388,12 @@ final class MQTTClientTests: XCTestCase {
             }
         }
         server.start()
-        defer { close(lfd) }
-        let c = try MQTTClient(clientID: "fallback", host: "127.0.0.1", port: port, keepalive: 10)
+        let c = try MQTTClient(clientID: "fallback", host: "127.0.0.1", port: port, keepalive: 10,
+                               allowV311Fallback: allowV311Fallback)
         try await c.connect()
-        let fell = await eventually(15) { c.state == .connected(.v311) }
-        XCTAssertTrue(fell, "state \(c.state)")
-        XCTAssertEqual(levels.all.map(\.payload), [[0x10, 5], [0x10, 4]])
-        c.disconnect(timeout: 1)
+        // The listening socket goes when the server thread has served both connections.
+        Thread.detachNewThread { while levels.all.count < 2 { usleep(50_000) }; usleep(3_500_000); close(lfd) }
+        return (c, levels)
     }
 
     // MARK: - Last will on SIGKILL
