@@ -647,7 +647,7 @@ def convert(hf_dir, out_path, precision, max_rel_error, log=print, keep_fp32=Non
         raise ConvertError(f"refusing to write {out_path}: {len(errors)} int8 tensors exceed the {max_rel_error * 100:g} % "
                            f"relative error threshold: " + "; ".join(errors[:10]))
     if kept_fp32:
-        log(f"kept fp32 (K not a multiple of 4, int8 needs it): {', '.join(kept_fp32)}")
+        log(f"kept fp32: {', '.join(kept_fp32)}")
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -667,12 +667,15 @@ def main():
     ap.add_argument("--max-rel-error", type=float, default=DEFAULT_MAX_REL_ERROR,
                     help="largest relative Frobenius error of an int8 tensor before refusing to write (default 0.02)")
     ap.add_argument("--keep-fp32", metavar="REGEX", default=None,
-                    help="with --precision int8: linears whose GGUF name (e.g. 't.dec.0.fc2', 'v.s3.b0.ch.qkv') matches REGEX stay fp32")
+                    help="with --precision int8: linears whose GGUF name (e.g. 't.dec.0.fc2', 'v.s3.b0.ch.qkv') matches REGEX (re.search) stay fp32; '' keeps none (the default). "
+                         "Quantization/README.md, 'int8 accuracy', has measured candidates")
     ap.add_argument("--int8-convs", action="store_true",
                     help="with --precision int8: store the DaViT stage convolutions int8 too (where K %% 4 == 0); "
                          "about 8 %% faster vision, but on a random Florence-2-base it cut teacher-forced top-1 "
                          "agreement from 72 %% to 62 %%, so they stay fp32 by default")
     a = ap.parse_args()
+    if a.keep_fp32 == "":
+        a.keep_fp32 = None  # '' keeps nothing (an empty regex would match every name)
     if a.keep_fp32 is not None:
         try:
             re.compile(a.keep_fp32)
