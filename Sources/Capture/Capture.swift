@@ -140,7 +140,7 @@ public protocol CaptureClock: AnyObject {
 }
 
 /// The system's monotonic clock (`CLOCK_MONOTONIC`) and `nanosleep`.
-public final class MonotonicClock: CaptureClock {
+public final class MonotonicClock: CaptureClock, Sendable {
     /// The system clock.
     public init() {}
 

@@ -169,7 +169,7 @@ final class InferenceWorker: @unchecked Sendable {
         let m = lock.withLock { model }
         do {
             let out = try m.model.run(image: job.image, task: task.task, text: task.text, parameters: m.parameters)
-            let latency = max(0, MonotonicClock().now() - job.capturedMonotonic)
+            let latency = max(0, monotonicNow() - job.capturedMonotonic)
             let payload = ResultPayload(result: out.result, camera: job.camera, prompt: task.text,
                                         frame: FramePayload(seq: job.sequence, w: job.image.width, h: job.image.height),
                                         timestamp: (job.capturedWall * 1000).rounded() / 1000, model: m.name, latency: latency)

@@ -1,6 +1,7 @@
 // A lock and condition variable whose timed waits run on CLOCK_MONOTONIC. NSCondition waits until a
 // wall-clock date, and a box without a real-time clock (most Raspberry Pis) jumps its wall clock
 // when NTP first syncs: a wait could then last hours, stopping the health timer and the watchdog.
+import Capture
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -57,12 +58,10 @@ final class MonotonicCondition: @unchecked Sendable {
     }
 }
 
-/// Seconds on CLOCK_MONOTONIC.
-func monotonicNow() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-}
+/// Seconds on CLOCK_MONOTONIC (the clock the sources stamp frames with).
+func monotonicNow() -> Double { systemClock.now() }
+
+private let systemClock = MonotonicClock()
 
 /// A named thread that can be waited for (the daemon's camera and inference threads).
 final class JoinableThread: @unchecked Sendable {

@@ -65,17 +65,7 @@ public final class Publisher: @unchecked Sendable {
 
     /// Starts connecting in the background (never blocks on the broker).
     public func start() throws {
-        // `connect()` is async only by signature; its body is synchronous.
-        let done = DispatchSemaphore(value: 0)
-        final class Box: @unchecked Sendable { var error: Error? }
-        let box = Box()
-        let c = client
-        Task.detached {
-            do { try await c.connect() } catch { box.error = error }
-            done.signal()
-        }
-        done.wait()
-        if let e = box.error { throw e }
+        try client.startConnecting()
         logger.info("connecting to the broker", metadata: [
             "broker": "\(broker.host):\(broker.port)", "client_id": "\(broker.clientId)",
             "tls": "\(broker.tls != nil)", "username": "\(broker.username ?? "none")"])
@@ -128,12 +118,6 @@ public final class Publisher: @unchecked Sendable {
         send(topic, RetainedMessage(payload: payload, qos: broker.qos, contentType: contentType), retain: false)
     }
 
-    /// The retained topics currently held (for tests and the log).
-    public var retainedTopics: [String] { lock.withLock { order } }
-
-    /// The retained payload held for `topic`.
-    public func retainedPayload(_ topic: String) -> [UInt8]? { lock.withLock { retained[topic]?.payload } }
-
     /// Copies every retained message of `other` whose topic is under `other`'s node root to the
     /// same place under this node's root (a reconnect to another broker or node id keeps the state);
     /// what this publisher already holds is newer and kept.
@@ -142,7 +126,7 @@ public final class Publisher: @unchecked Sendable {
         let newRoot = topics.prefix + "/" + topics.node + "/"
         let items: [(String, RetainedMessage)] = other.lock.withLock { other.order.compactMap { t in other.retained[t].map { (t, $0) } } }
         lock.withLock {
-            for (t, m) in items where t.hasPrefix(oldRoot) && t != other.topics.availability {
+            for (t, m) in items where t.hasPrefix(oldRoot) {
                 let nt = newRoot + t.dropFirst(oldRoot.count)
                 if retained[nt] == nil, !cleared.contains(nt) { retained[nt] = m; order.append(nt) }
             }
@@ -160,9 +144,6 @@ public final class Publisher: @unchecked Sendable {
 
     /// Publishes `offline` (retained), waits up to `timeout` for the outbox to drain, then disconnects.
     public func stop(timeout: TimeInterval = 5) {
-        lock.withLock {
-            if retained.removeValue(forKey: topics.availability) != nil { order.removeAll { $0 == topics.availability } }
-        }
         send(topics.availability, RetainedMessage(payload: Array("offline".utf8), qos: max(1, broker.qos)), retain: true)
         client.disconnect(timeout: isConnected ? timeout : 0)
     }

@@ -293,7 +293,7 @@ public final class DaemonService: @unchecked Sendable {
 
     private func healthPayload() -> HealthPayload {
         let config = configuration!
-        let now = MonotonicClock().now()
+        let now = monotonicNow()
         var cams: [String: CameraHealth] = [:]
         for c in config.cameras {
             guard c.enabled, let runner = cameras[c.name] else {

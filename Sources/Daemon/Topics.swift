@@ -41,7 +41,7 @@ public struct Topics: Sendable, Equatable {
 
     /// Whether results of `task` are retained: texts (captions, OCR, region descriptions) are
     /// the current state of a camera; detections and grounding are events.
-    public static func retains(_ task: Florence2Task) -> Bool { task.resultKind == .pureText }
+    public static func retains(_ task: Florence2Task) -> Bool { TaskConfiguration.retainsByDefault(task) }
 }
 
 // MARK: - Payloads

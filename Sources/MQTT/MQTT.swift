@@ -329,11 +329,11 @@ public final class MQTTClient: @unchecked Sendable {
     /// reconnecting while the broker is unreachable, waiting 1, 2, 4, 8, 16, then 30 s between attempts
     /// (reset after each successful connect). Throws only when called twice or after `disconnect()`.
     public func connect() async throws {
-        try start()
+        try startConnecting()
     }
 
-    /// The body of `connect()` (synchronous: the lock is not taken across a suspension point).
-    private func start() throws {
+    /// `connect()` for synchronous callers (the daemon's control thread): the same, without `await`.
+    public func startConnecting() throws {
         cond.lock()
         guard _state == .idle else { cond.unlock(); throw MQTTError.invalidArgument("connect() called twice") }
         _state = .connecting

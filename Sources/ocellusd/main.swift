@@ -140,12 +140,7 @@ struct Ocellusd: ParsableCommand {
             let flag = m.retain ? " (retained)" : ""
             FileHandle.standardOutput.write(Data("\(m.topic)\(flag) \(text)\n".utf8))
         }
-        let done = DispatchSemaphore(value: 0)
-        Task.detached {
-            try? await c.connect()
-            done.signal()
-        }
-        done.wait()
+        try c.startConnecting()
         return c
     }
 }
