@@ -1,12 +1,14 @@
 # int8 accuracy study (issue #3): converts int8 candidates of one checkpoint (each keeping the
-# linears that match a --keep-fp32 regex at fp32), runs `ocellus bench accuracy` for each against
+# linears that match a --keep-fp32 regex at fp32, and giving those that match a --residual regex a
+# second int8 level), runs `ocellus bench accuracy` for each against
 # the fp32 file on a fixed image set x <CAPTION>,<OD>,<OCR> x N teacher-forced tokens, and prints
 # pooled top-1 agreement with a bootstrap 95 % interval over cases, the paired difference against
 # the first candidate (same cases, same fp32 token sequences) and the per-stage NMSE.
 #
 # Usage: python Quantization/accuracy_study.py HF_DIR FP32.gguf --ocellus PATH/TO/ocellus \
 #            --work DIR [--tokens 40] [--threads 2] [--images IMG...] \
-#            --candidate NAME=REGEX ...      (REGEX '' = the plain int8 conversion)
+#            --candidate NAME=KEEP[@RESIDUAL] ...   (KEEP: --keep-fp32, '' = none; RESIDUAL: --residual,
+#                                                    '' = none, absent = convert.py's default)
 #        python Quantization/accuracy_study.py --report DIR [--base NAME]   (the table from DIR/res/*.json)
 # Writes DIR/img/*.png (deterministic test images, plus any --images), DIR/NAME.gguf,
 # DIR/res/NAME.json (the bench output). Existing files are reused, so a study can be resumed.
@@ -108,7 +110,7 @@ def main():
     ap.add_argument("--tokens", type=int, default=40)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--images", nargs="*", default=[])
-    ap.add_argument("--candidate", action="append", default=[], metavar="NAME=REGEX")
+    ap.add_argument("--candidate", action="append", default=[], metavar="NAME=KEEP[@RESIDUAL]")
     ap.add_argument("--report", metavar="DIR")
     ap.add_argument("--base", metavar="NAME", help="with --report: the candidate the paired differences refer to")
     a = ap.parse_args()
@@ -126,11 +128,14 @@ def main():
     os.makedirs(os.path.join(a.work, "res"), exist_ok=True)
     names = []
     for cand in a.candidate:
-        name, _, regex = cand.partition("=")
+        name, _, spec = cand.partition("=")
+        regex, at, residual = spec.partition("@")
         names.append(name)
         model = os.path.join(a.work, name + ".gguf")
         if not os.path.exists(model):
             cmd = [sys.executable, os.path.join(HERE, "convert.py"), a.hf_dir, model, "--precision", "int8", "--keep-fp32", regex]
+            if at:
+                cmd += ["--residual", residual]
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         out = os.path.join(a.work, "res", name + ".json")
         if not os.path.exists(out):

@@ -285,7 +285,8 @@ def make_fixture(spec, out, hf, image_path, versions, gguf_paths=None):
                           "worst_rel_error": info["worst_rel_error"], "worst_tensor": info["worst_tensor"],
                           "kept_fp32": info["kept_fp32"]}
         if prec == "int8":
-            int8_lines = [l for l in lines if l.startswith("int8 ")]
+            conv_log[prec]["residual"] = info["residual"]
+            int8_lines = [l for l in lines if l.startswith("int8 ") and not l.startswith("int8 with a residual level")]
             conv_log[prec]["int8_tensors"] = len(int8_lines)
     if "int8" in spec["precisions"]:
         int8_path = gguf_paths["int8"] if gguf_paths else os.path.join(out, f"{name}-int8.gguf")
@@ -308,8 +309,9 @@ def make_fixture(spec, out, hf, image_path, versions, gguf_paths=None):
 
 def int8_weight_reference(model, gguf_path, px, inp, spec, save):
     """Reference outputs of the same model with every int8 linear replaced by its dequantized
-    weights (q * scale, read back from the GGUF file), activations in fp32: what an int8 engine
-    computes apart from its activation quantization."""
+    weights (q * scale, plus r * rscale where the file has a residual level; read back from the
+    GGUF file), activations in fp32: what an int8 engine computes apart from its activation
+    quantization."""
     import torch
     import gguf
     r = gguf.GGUFReader(gguf_path)
@@ -323,7 +325,11 @@ def int8_weight_reference(model, gguf_path, px, inp, spec, save):
                 continue
             n, k = p.shape
             q = convert.unpack_panel16x4(t[base + ".qweight"], n, k)
-            p.copy_(torch.from_numpy(q.astype(np.float32) * t[base + ".scale"][:, None]))
+            deq = q.astype(np.float32) * t[base + ".scale"][:, None]
+            if base + ".qresidual" in t:
+                rq = convert.unpack_panel16x4(t[base + ".qresidual"], n, k)
+                deq = deq + rq.astype(np.float32) * t[base + ".rscale"][:, None]
+            p.copy_(torch.from_numpy(deq))
             replaced += 1
         captured = {}
         vt = model.model.vision_tower

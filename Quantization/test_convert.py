@@ -6,7 +6,9 @@
 # Checks:
 #   1. fp32 output: every tensor equals the checkpoint tensor it came from (by FORMAT.md name).
 #   2. int8 output: qweight unpacked with FORMAT.md's byte formula, times scale, is within
-#      scale/2 of the fp32 weight; rows past N are zero; scale = amax/127.
+#      scale/2 of the fp32 weight; rows past N are zero; scale = amax/127; the linears the default
+#      --residual names (text encoder, decoder self-attention and FFN) also carry qresidual/rscale, and q*scale + r*rscale is
+#      within rscale/2 of the weight.
 #   3. The same checkpoint rewritten with Microsoft remote-code key names (image_projection
 #      transposed, tied copies of the embedding, zero final_logits_bias, Microsoft config fields,
 #      preprocessor_config.json, vocab.json + merges.txt) converts to identical tensors and metadata.
@@ -14,6 +16,7 @@
 #   4. Refusals: an unknown key, an untied lm_head, a too-strict error threshold (exit 1, no file).
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -153,8 +156,8 @@ def main():
         if n != len(t32):
             fail(f"fp32 file has {len(t32)} tensors, checkpoint gave {n}")
         print(f"ok 1: fp32 file, {n} tensors equal to the checkpoint")
-        # 2. int8 tensors decode by FORMAT.md's formula.
-        checked = 0
+        # 2. int8 tensors decode by FORMAT.md's formula (and residual levels where convert.py's default puts them).
+        checked = residuals = 0
         for gname, w in t32.items():
             if convert.CONV_WEIGHT.match(gname):  # stage convolutions: int8 over the flattened patch
                 base, w = gname[: -len(".w")], w.reshape(w.shape[0], -1)
@@ -182,8 +185,24 @@ def main():
                 fail(f"{base}: scale is not amax/127")
             if np.any(np.abs(deq - w) > s[:, None] * 0.5 * (1 + 1e-5) + 1e-12):
                 fail(f"{base}: dequantized weight off by more than half a step")
+            wants_residual = re.search(convert.DEFAULT_RESIDUAL, base) is not None
+            if wants_residual != (base + ".qresidual" in t8) or (base + ".qresidual" in t8) != (base + ".rscale" in t8):
+                fail(f"{base}: residual level present {base + '.qresidual' in t8}, expected {wants_residual}")
+            if wants_residual:
+                rq, rs = t8[base + ".qresidual"].reshape(-1), t8[base + ".rscale"]
+                if t8[base + ".qresidual"].shape != t8[base + ".qweight"].shape or rs.shape != (N,) or np.any(rq[~seen] != 0):
+                    fail(f"{base}: qresidual/rscale shapes or padding")
+                left = w - deq
+                if not np.allclose(rs, np.abs(left).max(axis=1) / 127, rtol=1e-6, atol=0):
+                    fail(f"{base}: rscale is not amax(w - q*scale)/127")
+                if np.any(np.abs(deq + rq[off].astype(np.float32) * rs[:, None] - w) > rs[:, None] * 0.5 * (1 + 1e-5) + 1e-12):
+                    fail(f"{base}: weight with its residual level off by more than half a residual step")
+                residuals += 1
             checked += 1
-        print(f"ok 2: int8 file, {checked} linears decode by the panel16x4 formula within half a step")
+        if residuals == 0:
+            fail("no linear has a residual level (convert.py's default --residual names the text encoder and decoder)")
+        print(f"ok 2: int8 file, {checked} linears decode by the panel16x4 formula within half a step, "
+              f"{residuals} with a residual level within half a residual step")
         if m8["ocellus.precision"][1] != "int8" or m32["ocellus.precision"][1] != "fp32":
             fail("ocellus.precision")
         for k, (types, _) in m32.items():

@@ -52,6 +52,23 @@ void ock_add_f32(const float *a, const float *b, float *out, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
+void ock_sum3_f32(float *y, const float *a, const float *b, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = y[i] + (a[i] + b[i]);
+}
+
+void ock_activation_residual_f32(const float *x, size_t ldx, size_t k, const int8_t *q, size_t ldq,
+                                 const float *scale, int act_offset, float *out, size_t ldo,
+                                 size_t r0, size_t r1) {
+    const uint8_t flip = act_offset ? 0x80 : 0;
+    for (size_t r = r0; r < r1; r++) {
+        const float *restrict xr = x + r * ldx;
+        const uint8_t *restrict qr = (const uint8_t *)(q + r * ldq);
+        float *restrict o = out + (r - r0) * ldo;
+        const float s = scale[r];
+        for (size_t i = 0; i < k; i++) o[i] = xr[i] - (float)(int8_t)(qr[i] ^ flip) * s;
+    }
+}
+
 void ock_add_row_f32(float *x, const float *row, size_t C, size_t r0, size_t r1) {
     for (size_t r = r0; r < r1; r++) {
         float *restrict xr = x + r * C;

@@ -106,9 +106,11 @@ extension Linear {
             return Linear(weight: w.rows(range), bias: b)
         case .int8(let w):
             guard range.lowerBound % 16 == 0, range.upperBound % 16 == 0 || range.upperBound == outFeatures else { return nil }
-            let sub = Int8Weights(outFeatures: range.count, inFeatures: inFeatures,
-                                  packed: w.packed + (range.lowerBound / 16) * inFeatures * 16, scales: w.scales + range.lowerBound)
-            return Linear(int8: sub, bias: b)
+            func slice(_ w: Int8Weights) -> Int8Weights {
+                Int8Weights(outFeatures: range.count, inFeatures: inFeatures,
+                            packed: w.packed + (range.lowerBound / 16) * inFeatures * 16, scales: w.scales + range.lowerBound)
+            }
+            return Linear(int8: slice(w), residual: residual.map(slice), bias: b)
         }
     }
 }

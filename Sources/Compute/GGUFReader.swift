@@ -465,7 +465,8 @@ public final class GGUFFile: @unchecked Sendable {
 
     /// Linear layer `<base>` `[N, K]` stored either way FORMAT.md allows: `<base>.weight` F32
     /// `[N, K]`, or `<base>.qweight` I8 `[ceil(N/16), K·16]` (panel16x4) with `<base>.scale` F32
-    /// `[N]`; plus `<base>.bias` F32 `[N]` when `bias` is true. If both forms are present the
+    /// `[N]`, optionally with a residual level `<base>.qresidual` I8 (same shape) and `<base>.rscale`
+    /// F32 `[N]`; plus `<base>.bias` F32 `[N]` when `bias` is true. If both forms are present the
     /// unused one is left unconsumed, so `finish()` reports it.
     public func linear(_ base: String, outFeatures n: Int, inFeatures k: Int, bias: Bool) throws -> Linear {
         let b = bias ? try tensor(base + ".bias", shape: Shape(n)) : nil
@@ -483,7 +484,16 @@ public final class GGUFFile: @unchecked Sendable {
         }
         let q = try int8Pointer(base + ".qweight", shape: qshape)
         let s = try tensor(base + ".scale", shape: Shape(n))
-        return Linear(int8: Int8Weights(outFeatures: n, inFeatures: k, packed: q, scales: UnsafePointer(s.base)), bias: b)
+        var residual: Int8Weights?
+        if hasTensor(base + ".qresidual") || hasTensor(base + ".rscale") {
+            guard hasTensor(base + ".qresidual") else { throw GGUFError.missingTensor(file: path, tensor: base + ".qresidual") }
+            guard hasTensor(base + ".rscale") else { throw GGUFError.missingTensor(file: path, tensor: base + ".rscale") }
+            let rq = try int8Pointer(base + ".qresidual", shape: qshape)
+            let rs = try tensor(base + ".rscale", shape: Shape(n))
+            residual = Int8Weights(outFeatures: n, inFeatures: k, packed: rq, scales: UnsafePointer(rs.base))
+        }
+        return Linear(int8: Int8Weights(outFeatures: n, inFeatures: k, packed: q, scales: UnsafePointer(s.base)),
+                      residual: residual, bias: b)
     }
 
     // MARK: - Strict loading

@@ -49,6 +49,24 @@ public struct Int8Weights: @unchecked Sendable {
         return Int8Weights(outFeatures: n, inFeatures: k, packed: packed, scales: scales)
     }
 
+    /// The residual level of `weight` after `first` (its `quantizing`): `w − q·scale` computed in
+    /// fp32, quantized and packed by the same rule, as convert.py writes `.qresidual`/`.rscale`.
+    public static func quantizingResidual(of weight: Tensor, after first: Int8Weights, into arena: Arena) throws -> Int8Weights {
+        let n = first.outFeatures, k = first.inFeatures
+        precondition(weight.shape == Shape(n, k), "residual of \(weight.shape) after [\(n), \(k)]")
+        let left = UnsafeMutablePointer<Float>.allocate(capacity: n * k) // not a hot path (tests, tools)
+        defer { left.deallocate() }
+        for r in 0..<n {
+            let s = first.scales[r]
+            for c in 0..<k { left[r * k + c] = weight[r * k + c] - Float(first.quantized(r, c)) * s }
+        }
+        let packed = try arena.allocateBytes(packedBytes(outFeatures: n, inFeatures: k))
+            .bindMemory(to: Int8.self, capacity: packedBytes(outFeatures: n, inFeatures: k))
+        let scales = try arena.allocateBytes(n * 4).bindMemory(to: Float.self, capacity: n)
+        ock_pack_weights(left, n, k, packed, scales)
+        return Int8Weights(outFeatures: n, inFeatures: k, packed: packed, scales: scales)
+    }
+
     /// The quantized value q[n, k] (for tests and inspection).
     public func quantized(_ n: Int, _ k: Int) -> Int8 {
         precondition(n >= 0 && n < outFeatures && k >= 0 && k < inFeatures)
@@ -111,6 +129,10 @@ public struct Linear: @unchecked Sendable {
 
     /// The weights.
     public let storage: Storage
+    /// int8 only: a second int8 level holding what the first leaves, `w − q·scale`, quantized by
+    /// the same rule (FORMAT.md "Weights"), so `w ≈ q·scale + r·rscale`. See `residualForward`
+    /// for how it runs (two weight streams; activations in two levels for few rows).
+    public let residual: Int8Weights?
     /// Optional bias `[N]`.
     public let bias: Tensor?
     /// N.
@@ -122,15 +144,18 @@ public struct Linear: @unchecked Sendable {
     public init(weight: Tensor, bias: Tensor?) {
         precondition(weight.shape.rank == 2)
         storage = .fp32(weight)
+        residual = nil
         outFeatures = weight.shape[0]
         inFeatures = weight.shape[1]
         if let b = bias { precondition(b.count == outFeatures) }
         self.bias = bias
     }
 
-    /// A layer over int8 weights.
-    public init(int8 w: Int8Weights, bias: Tensor?) {
+    /// A layer over int8 weights, optionally with a residual level of the same shape.
+    public init(int8 w: Int8Weights, residual r: Int8Weights? = nil, bias: Tensor?) {
+        if let r { precondition(r.outFeatures == w.outFeatures && r.inFeatures == w.inFeatures, "residual shape differs") }
         storage = .int8(w)
+        residual = r
         outFeatures = w.outFeatures
         inFeatures = w.inFeatures
         if let b = bias { precondition(b.count == outFeatures) }
@@ -138,9 +163,27 @@ public struct Linear: @unchecked Sendable {
     }
 
     /// Scratch bytes one int8 `forward` of `rows` rows of `inFeatures` takes (quantized
-    /// activations and row scales); fp32 layers take none.
+    /// activations and row scales); fp32 layers take none. A layer with a residual level takes
+    /// `residualScratchBytes` more.
     public static func scratchBytes(rows m: Int, inFeatures k: Int) -> Int {
         Arena.aligned(m * k) + Arena.aligned(m * MemoryLayout<Float>.stride)
+    }
+
+    /// Up to this many rows a residual layer also splits its activations in two levels.
+    public static let activationResidualMaxRows = 4
+
+    /// Rows of a residual layer's second-level products computed at a time (their outputs go to
+    /// scratch, then are added to y).
+    public static let residualChunkRows = 64
+
+    /// Extra scratch of a layer with a residual level for `rows` rows. Many rows: the residual
+    /// product's output for a chunk of `residualChunkRows`. Few rows: the activations' own residual
+    /// in fp32, both activation levels quantized (twice the rows, with their scales) and the
+    /// first-level weights' product over those rows.
+    public static func residualScratchBytes(rows m: Int, inFeatures k: Int, outFeatures n: Int) -> Int {
+        if m > activationResidualMaxRows { return Arena.aligned(min(m, residualChunkRows) * n * MemoryLayout<Float>.stride) }
+        return Arena.aligned(m * k * MemoryLayout<Float>.stride) + scratchBytes(rows: 2 * m, inFeatures: k)
+            + Arena.aligned(2 * m * n * MemoryLayout<Float>.stride)
     }
 
     /// `y = x·Wᵀ + b` for `x` of `[M, K]` (any shape whose last dimension is K) into `y` `[M, N]`.
@@ -169,16 +212,19 @@ public struct Linear: @unchecked Sendable {
         case .fp32(let w):
             out.base.update(from: w.base + id * inFeatures, count: inFeatures)
         case .int8(let w):
-            let s = w.scales[id]
-            // Row `id` is 4 bytes at the start of every 64-byte group of its panel.
-            let row = w.packed + (id >> 4) * (inFeatures * 16) + (id & 15) * 4
-            for g in 0..<(inFeatures >> 2) {
-                let src = row + g * 64, dst = out.base + g * 4
-                dst[0] = Float(src[0]) * s
-                dst[1] = Float(src[1]) * s
-                dst[2] = Float(src[2]) * s
-                dst[3] = Float(src[3]) * s
-            }
+            Self.dequantizeRow(w, id, into: out.base, adding: false)
+            if let r = residual { Self.dequantizeRow(r, id, into: out.base, adding: true) }
+        }
+    }
+
+    /// Row `id` of `w` dequantized (`q·scale[id]`) into `dst`, or added to it.
+    private static func dequantizeRow(_ w: Int8Weights, _ id: Int, into dst: UnsafeMutablePointer<Float>, adding: Bool) {
+        let s = w.scales[id], k = w.inFeatures
+        // Row `id` is 4 bytes at the start of every 64-byte group of its panel.
+        let row = w.packed + (id >> 4) * (k * 16) + (id & 15) * 4
+        for g in 0..<(k >> 2) {
+            let src = row + g * 64, d = dst + g * 4
+            for j in 0..<4 { d[j] = adding ? d[j] + Float(src[j]) * s : Float(src[j]) * s }
         }
     }
 
@@ -197,10 +243,72 @@ public struct Linear: @unchecked Sendable {
         } else {
             Kernels.quantize(t, x, ldx: k, k: k, rows: 0..<m, into: qa, ldq: k, scale: sa)
         }
+        if let r = residual {
+            return try residualForward(x, m: m, w: w, r: r, qa: qa, sa: sa, y: y, context: context)
+        }
         let args = ock_gemm_args(m: m, k: k, n: n, qa: qa, lda: k, sa: sa, qw: w.packed, sw: w.scales,
                                  bias: bias.map { UnsafePointer($0.base) }, y: y, ldy: n)
         withUnsafePointer(to: args) { a in
             Kernels.gemmSplit(t, a, rows: m, panels: (n + 15) / 16, pool: context.pool)
         }
+    }
+
+    /// A residual layer. Few rows (decoder steps, beams: the product is bound by the weight
+    /// stream): the activations' own rounding error `x − q·sa` is quantized per token (qa₂, sa₂)
+    /// like the first level, and `y = W·[qa; qa₂] (summed per row) + R·qa + b`: the first-level
+    /// weights W under both activation levels in one product of twice the rows (W streamed once),
+    /// the weights' residual level R under the first-level activations (R·qa₂ is below both
+    /// levels' rounding and left out); what remains is about 1/250 of either level's rounding.
+    /// Many rows (the encoder: bound by arithmetic, where a second activation level would cost a
+    /// whole third product for no measured gain in agreement): `y = W·qa + b + R·qa`, exact weights
+    /// and first-level activations; R·qa goes through scratch `residualChunkRows` rows at a time.
+    private func residualForward(_ x: UnsafeMutablePointer<Float>, m: Int, w: Int8Weights, r: Int8Weights,
+                                 qa: UnsafeMutablePointer<Int8>, sa: UnsafeMutablePointer<Float>,
+                                 y: UnsafeMutablePointer<Float>, context: ComputeContext) throws {
+        let k = w.inFeatures, n = w.outFeatures, t = Kernels.active, pool = context.pool, panels = (n + 15) / 16
+        if m > Linear.activationResidualMaxRows {
+            let chunk = min(m, Linear.residualChunkRows)
+            // Compute-bound: weights' residual level only, `y = W·qa + b + R·qa`.
+            let main = ock_gemm_args(m: m, k: k, n: n, qa: qa, lda: k, sa: sa, qw: w.packed, sw: w.scales,
+                                     bias: bias.map { UnsafePointer($0.base) }, y: y, ldy: n)
+            withUnsafePointer(to: main) { Kernels.gemmSplit(t, $0, rows: m, panels: panels, pool: pool) }
+            let yr = try context.scratch.allocateBytes(chunk * n * MemoryLayout<Float>.stride).bindMemory(to: Float.self, capacity: chunk * n)
+            var r0 = 0
+            while r0 < m {
+                let rows = min(chunk, m - r0)
+                let underR = ock_gemm_args(m: rows, k: k, n: n, qa: qa + r0 * k, lda: k, sa: sa + r0, qw: r.packed, sw: r.scales,
+                                           bias: nil, y: yr, ldy: n)
+                withUnsafePointer(to: underR) { Kernels.gemmSplit(t, $0, rows: rows, panels: panels, pool: pool) }
+                let add = ResidualAdd(y: y + r0 * n, a: yr, n: n)
+                if rows >= 8 && pool.threadCount > 1 { pool.parallelFor(rows, minChunk: 4, add) } else { add(0..<rows) }
+                r0 += rows
+            }
+            return
+        }
+        // Few rows, one pass: q2 rows 0..<m are the first activation level, m..<2m its residual.
+        let x2 = try context.scratch.allocateBytes(m * k * MemoryLayout<Float>.stride).bindMemory(to: Float.self, capacity: m * k)
+        let q2 = try context.scratch.allocateBytes(2 * m * k).bindMemory(to: Int8.self, capacity: 2 * m * k)
+        let s2 = try context.scratch.allocateBytes(2 * m * 4).bindMemory(to: Float.self, capacity: 2 * m)
+        let yw = try context.scratch.allocateBytes(2 * m * n * MemoryLayout<Float>.stride).bindMemory(to: Float.self, capacity: 2 * m * n)
+        q2.update(from: qa, count: m * k)
+        s2.update(from: sa, count: m)
+        ock_activation_residual_f32(x, k, k, qa, k, sa, t.pointee.act_offset, x2, k, 0, m)
+        Kernels.quantize(t, x2, ldx: k, k: k, rows: 0..<m, into: q2 + m * k, ldq: k, scale: s2 + m)
+        let underW = ock_gemm_args(m: 2 * m, k: k, n: n, qa: q2, lda: k, sa: s2, qw: w.packed, sw: w.scales,
+                                   bias: nil, y: yw, ldy: n)
+        let underR = ock_gemm_args(m: m, k: k, n: n, qa: q2, lda: k, sa: s2, qw: r.packed, sw: r.scales,
+                                   bias: bias.map { UnsafePointer($0.base) }, y: y, ldy: n)
+        withUnsafePointer(to: underW) { Kernels.gemmSplit(t, $0, rows: 2 * m, panels: panels, pool: pool) }
+        withUnsafePointer(to: underR) { Kernels.gemmSplit(t, $0, rows: m, panels: panels, pool: pool) }
+        ock_sum3_f32(y, yw, yw + m * n, m * n)
+    }
+}
+
+/// `y[r] += a[r]` for rows of n.
+private struct ResidualAdd: RangeTask {
+    let y: UnsafeMutablePointer<Float>, a: UnsafeMutablePointer<Float>, n: Int
+    func callAsFunction(_ rows: Range<Int>) {
+        let o = rows.lowerBound * n
+        ock_add_f32(y + o, a + o, y + o, rows.count * n)
     }
 }

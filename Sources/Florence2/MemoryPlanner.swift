@@ -185,7 +185,17 @@ public enum Florence2MemoryPlanner {
         need = max(need, KVCache.reorderScratchBytes(maxPositions: g.decoderPositions, d: d))
         need = max(need, CrossKV.attendScratchBytes(rows: limits.numBeams, maxPositions: L, threads: threads))
         need = max(need, Linear.scratchBytes(rows: limits.numBeams, inFeatures: max(d, t.decoderFFN)))
-        return need
+        // A linear with an int8 residual level (any the converter chose) adds its second-level
+        // chunk: bounded by the widest input and output of a many-row layer, or the LM head's rows.
+        var widestIn = max(d, t.encoderFFN, t.decoderFFN), widestOut = max(3 * d, t.encoderFFN, t.decoderFFN)
+        for s in 0..<v.stageCount {
+            let cin = s == 0 ? 3 : v.embedDims[s - 1]
+            widestIn = max(widestIn, v.embedDims[s], v.mlpHidden(s), cin * v.patchSize[s] * v.patchSize[s])
+            widestOut = max(widestOut, 3 * v.embedDims[s], v.mlpHidden(s))
+        }
+        let residualChunk = max(Linear.residualScratchBytes(rows: Linear.residualChunkRows, inFeatures: widestIn, outFeatures: widestOut),
+                                Linear.residualScratchBytes(rows: limits.numBeams, inFeatures: widestIn, outFeatures: max(widestOut, t.vocabSize)))
+        return need + residualChunk
     }
 
     /// The plan for `config` under `limits`, with `weightBytes` of mapped tensors (from the file).

@@ -298,6 +298,40 @@ final class GGUFTests: XCTestCase {
         }
     }
 
+    /// An int8 linear with a residual level loads both levels; half a residual (either tensor
+    /// alone) or a residual of the wrong shape is an error naming the tensor.
+    func testLinearLoadsTheResidualLevel() throws {
+        let n = 20, k = 8
+        let packed: [Int8] = (0..<(32 * k)).map { Int8($0 % 200 - 100) }
+        let rpacked: [Int8] = (0..<(32 * k)).map { Int8(($0 * 7) % 200 - 100) }
+        let scales: [Float] = (0..<n).map { Float($0 + 1) / 64 }
+        let rscales: [Float] = (0..<n).map { Float($0 + 1) / 16384 }
+        var w = GGUFWriter()
+        w.addTensor("r.qweight", shape: Shape(2, k * 16), int8: packed)
+        w.addTensor("r.scale", shape: Shape(n), floats: scales)
+        w.addTensor("r.qresidual", shape: Shape(2, k * 16), int8: rpacked)
+        w.addTensor("r.rscale", shape: Shape(n), floats: rscales)
+        w.addTensor("half.qweight", shape: Shape(2, k * 16), int8: packed)
+        w.addTensor("half.scale", shape: Shape(n), floats: scales)
+        w.addTensor("half.rscale", shape: Shape(n), floats: rscales)
+        w.addTensor("bad.qweight", shape: Shape(2, k * 16), int8: packed)
+        w.addTensor("bad.scale", shape: Shape(n), floats: scales)
+        w.addTensor("bad.qresidual", shape: Shape(1, k * 16), int8: Array(rpacked[0..<(16 * k)]))
+        w.addTensor("bad.rscale", shape: Shape(n), floats: rscales)
+        let f = try GGUFFile(bytes: w.bytes(), name: "residual.gguf")
+        let l = try f.linear("r", outFeatures: n, inFeatures: k, bias: false)
+        guard case let .int8(iw) = l.storage, let r = l.residual else { return XCTFail("expected int8 storage with a residual") }
+        XCTAssertEqual((0..<(32 * k)).map { iw.packed[$0] }, packed)
+        XCTAssertEqual((0..<(32 * k)).map { r.packed[$0] }, rpacked)
+        XCTAssertEqual((0..<n).map { r.scales[$0] }, rscales)
+        assertGGUFError(try f.linear("half", outFeatures: n, inFeatures: k, bias: false)) {
+            $0 == .missingTensor(file: "residual.gguf", tensor: "half.qresidual")
+        }
+        assertGGUFError(try f.linear("bad", outFeatures: n, inFeatures: k, bias: false)) {
+            $0 == .wrongShape(file: "residual.gguf", tensor: "bad.qresidual", expected: Shape(2, k * 16), found: Shape(1, k * 16))
+        }
+    }
+
     // MARK: - Corrupt input
 
     func testEveryTruncationThrows() throws {

@@ -7,6 +7,7 @@
  * and AVX-512, and one variant is chosen once from the CPU (ock_ops_isa). Row ranges let the
  * caller split work over threads; every function is thread-safe on disjoint output ranges. */
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -67,6 +68,15 @@ void ock_dwconv3x3_f32(const float *in, const float *wt, const float *b, float *
 
 /* out[i] = a[i] + b[i] for i in [0, n); out may equal a or b. */
 void ock_add_f32(const float *a, const float *b, float *out, size_t n);
+
+/* y[i] = y[i] + (a[i] + b[i]) for i in [0, n). */
+void ock_sum3_f32(float *y, const float *a, const float *b, size_t n);
+
+/* The rounding error of int8-quantized activations: out[r - r0, i] = x[r, i] - q[r, i] * scale[r]
+ * for rows [r0, r1), where q is in a kernel table's stored form (act_offset 1: bits q ^ 0x80). */
+void ock_activation_residual_f32(const float *x, size_t ldx, size_t k, const int8_t *q, size_t ldq,
+                                 const float *scale, int act_offset, float *out, size_t ldo,
+                                 size_t r0, size_t r1);
 
 /* x[r, :] += row for rows [r0, r1) of a [rows, C] matrix. */
 void ock_add_row_f32(float *x, const float *row, size_t C, size_t r0, size_t r1);
