@@ -663,7 +663,10 @@ def convert(hf_dir, out_path, precision, max_rel_error, log=print, keep_fp32=Non
                 w.add_tensor(name, arr)
                 total_bytes += arr.nbytes
                 continue
-            rel, nbytes = write_int8(w, base, flat, " (conv)", log, errors, max_rel_error)
+            two = residual is not None and re.search(residual, base) is not None
+            rel, nbytes = write_int8(w, base, flat, " (conv)", log, errors, max_rel_error, residual=two)
+            if two:
+                with_residual.append(base)
             worst = max(worst, (rel, base))
             total_bytes += nbytes
         else:

@@ -15,15 +15,16 @@ struct ConvEmbed {
     let padding: Int
     let prenorm: Bool
 
-    /// Loads stage `s`'s convolution: int8 (`.qweight` panel16x4 + `.scale`, as a linear over
-    /// the flattened patch) when the file has it, else the F32 kernel `.w`.
+    /// Loads stage `s`'s convolution: int8 (`.qweight` panel16x4 + `.scale`, optionally with a
+    /// residual level, as a linear over the flattened patch) when the file has it, else the F32
+    /// kernel `.w`.
     static func load(_ f: GGUFFile, stage s: Int, cin: Int, cout: Int, kernel k: Int) throws -> Linear {
         let base = "v.conv\(s)", patch = cin * k * k
         let bias = try f.tensor(base + ".b", shape: Shape(cout))
         if f.hasTensor(base + ".qweight") {
             let l = try f.linear(base, outFeatures: cout, inFeatures: patch, bias: false)
             guard case let .int8(w) = l.storage else { throw GGUFError.missingTensor(file: f.path, tensor: base + ".qweight") }
-            return Linear(int8: w, bias: bias)
+            return Linear(int8: w, residual: l.residual, bias: bias)
         }
         let w = try f.tensor(base + ".w", shape: Shape(cout, cin, k, k))
         return Linear(weight: w.reshaped(Shape(cout, patch)), bias: bias)
