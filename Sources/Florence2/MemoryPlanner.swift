@@ -186,7 +186,7 @@ public enum Florence2MemoryPlanner {
         need = max(need, CrossKV.attendScratchBytes(rows: limits.numBeams, maxPositions: L, threads: threads))
         need = max(need, Linear.scratchBytes(rows: limits.numBeams, inFeatures: max(d, t.decoderFFN)))
         // A linear with an int8 residual level (any the converter chose) adds its second-level
-        // chunk: bounded by the widest input and output of a many-row layer, or the LM head's rows.
+        // scratch: for a chunk of many rows, or for a decoder step's rows (up to the LM head's width).
         var widestIn = max(d, t.encoderFFN, t.decoderFFN), widestOut = max(3 * d, t.encoderFFN, t.decoderFFN)
         for s in 0..<v.stageCount {
             let cin = s == 0 ? 3 : v.embedDims[s - 1]
