@@ -52,10 +52,6 @@ void ock_add_f32(const float *a, const float *b, float *out, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
-void ock_sum3_f32(float *y, const float *a, const float *b, size_t n) {
-    for (size_t i = 0; i < n; i++) y[i] = y[i] + (a[i] + b[i]);
-}
-
 void ock_activation_residual_f32(const float *x, size_t ldx, size_t k, const int8_t *q, size_t ldq,
                                  const float *scale, int act_offset, float *out, size_t ldo,
                                  size_t r0, size_t r1) {

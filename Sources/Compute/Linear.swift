@@ -130,8 +130,8 @@ public struct Linear: @unchecked Sendable {
     /// The weights.
     public let storage: Storage
     /// int8 only: a second int8 level holding what the first leaves, `w − q·scale`, quantized by
-    /// the same rule (FORMAT.md "Weights"), so `w ≈ q·scale + r·rscale`. See `residualForward`
-    /// for how it runs (two weight streams; activations in two levels for few rows).
+    /// the same rule (FORMAT.md "Weights"), so `w ≈ q·scale + r·rscale`. See
+    /// `addResidualProduct` and `fewRowsResidualForward` for how it runs.
     public let residual: Int8Weights?
     /// Optional bias `[N]`.
     public let bias: Tensor?
@@ -177,13 +177,13 @@ public struct Linear: @unchecked Sendable {
     public static let residualChunkRows = 64
 
     /// Extra scratch of a layer with a residual level for `rows` rows. Many rows: the residual
-    /// product's output for a chunk of `residualChunkRows`. Few rows: the activations' own residual
-    /// in fp32, both activation levels quantized (twice the rows, with their scales) and the
-    /// first-level weights' product over those rows.
+    /// product's output for a chunk of `residualChunkRows`. Few rows: room for the second activation
+    /// level (rows and scales), the activations' own residual in fp32 and the first-level weights'
+    /// product over both levels.
     public static func residualScratchBytes(rows m: Int, inFeatures k: Int, outFeatures n: Int) -> Int {
         if m > activationResidualMaxRows { return Arena.aligned(min(m, residualChunkRows) * n * MemoryLayout<Float>.stride) }
-        return Arena.aligned(m * k * MemoryLayout<Float>.stride) + scratchBytes(rows: 2 * m, inFeatures: k)
-            + Arena.aligned(2 * m * n * MemoryLayout<Float>.stride)
+        return scratchBytes(rows: 2 * m, inFeatures: k) - scratchBytes(rows: m, inFeatures: k)
+            + Arena.aligned(m * k * MemoryLayout<Float>.stride) + Arena.aligned(2 * m * n * MemoryLayout<Float>.stride)
     }
 
     /// `y = x·Wᵀ + b` for `x` of `[M, K]` (any shape whose last dimension is K) into `y` `[M, N]`.
@@ -236,79 +236,69 @@ public struct Linear: @unchecked Sendable {
         let t = Kernels.active
         let mark = context.scratch.mark()
         defer { context.scratch.reset(to: mark) }
-        let qa = try context.scratch.allocateBytes(m * k).bindMemory(to: Int8.self, capacity: m * k)
-        let sa = try context.scratch.allocateBytes(m * 4).bindMemory(to: Float.self, capacity: m)
+        // A residual layer's few-row path quantizes a second activation level into rows m..<2m.
+        let levels = residual != nil && m <= Linear.activationResidualMaxRows ? 2 : 1
+        let qa = try context.scratch.allocateBytes(levels * m * k).bindMemory(to: Int8.self, capacity: levels * m * k)
+        let sa = try context.scratch.allocateBytes(levels * m * 4).bindMemory(to: Float.self, capacity: levels * m)
         if m >= 32 && context.pool.threadCount > 1 {
             context.pool.parallelFor(m, minChunk: 16, Kernels.QuantizeRows(t: t, x: x, k: k, q: qa, scale: sa))
         } else {
             Kernels.quantize(t, x, ldx: k, k: k, rows: 0..<m, into: qa, ldq: k, scale: sa)
         }
-        if let r = residual {
-            return try residualForward(x, m: m, w: w, r: r, qa: qa, sa: sa, y: y, context: context)
+        if let r = residual, levels == 2 {
+            return try fewRowsResidualForward(x, m: m, w: w, r: r, qa: qa, sa: sa, y: y, context: context)
         }
         let args = ock_gemm_args(m: m, k: k, n: n, qa: qa, lda: k, sa: sa, qw: w.packed, sw: w.scales,
                                  bias: bias.map { UnsafePointer($0.base) }, y: y, ldy: n)
         withUnsafePointer(to: args) { a in
             Kernels.gemmSplit(t, a, rows: m, panels: (n + 15) / 16, pool: context.pool)
         }
+        if let r = residual { try addResidualProduct(r, m: m, qa: qa, sa: sa, y: y, context: context) }
     }
 
-    /// A residual layer. Few rows (decoder steps, beams: the product is bound by the weight
+    /// Many rows of a residual layer (the encoder: bound by arithmetic, where a second activation
+    /// level would cost a whole third product for no measured gain in agreement): after
+    /// `y = W·qa + b`, adds `R·qa`, the weights' residual level under the same activations, through
+    /// scratch `residualChunkRows` rows at a time. Exact weights, first-level activations.
+    private func addResidualProduct(_ r: Int8Weights, m: Int, qa: UnsafeMutablePointer<Int8>, sa: UnsafeMutablePointer<Float>,
+                                    y: UnsafeMutablePointer<Float>, context: ComputeContext) throws {
+        let k = r.inFeatures, n = r.outFeatures, t = Kernels.active
+        let chunk = min(m, Linear.residualChunkRows)
+        let yr = try context.scratch.allocateBytes(chunk * n * MemoryLayout<Float>.stride).bindMemory(to: Float.self, capacity: chunk * n)
+        var r0 = 0
+        while r0 < m {
+            let rows = min(chunk, m - r0)
+            let underR = ock_gemm_args(m: rows, k: k, n: n, qa: qa + r0 * k, lda: k, sa: sa + r0, qw: r.packed, sw: r.scales,
+                                       bias: nil, y: yr, ldy: n)
+            withUnsafePointer(to: underR) { Kernels.gemmSplit(t, $0, rows: rows, panels: (n + 15) / 16, pool: context.pool) }
+            Ops.addInPlace(Tensor(base: y + r0 * n, shape: Shape(rows * n)), Tensor(base: yr, shape: Shape(rows * n)), context: context)
+            r0 += rows
+        }
+    }
+
+    /// Few rows of a residual layer (decoder steps, beams: the product is bound by the weight
     /// stream): the activations' own rounding error `x − q·sa` is quantized per token (qa₂, sa₂)
     /// like the first level, and `y = W·[qa; qa₂] (summed per row) + R·qa + b`: the first-level
     /// weights W under both activation levels in one product of twice the rows (W streamed once),
     /// the weights' residual level R under the first-level activations (R·qa₂ is below both
     /// levels' rounding and left out); what remains is about 1/250 of either level's rounding.
-    /// Many rows (the encoder: bound by arithmetic, where a second activation level would cost a
-    /// whole third product for no measured gain in agreement): `y = W·qa + b + R·qa`, exact weights
-    /// and first-level activations; R·qa goes through scratch `residualChunkRows` rows at a time.
-    private func residualForward(_ x: UnsafeMutablePointer<Float>, m: Int, w: Int8Weights, r: Int8Weights,
-                                 qa: UnsafeMutablePointer<Int8>, sa: UnsafeMutablePointer<Float>,
-                                 y: UnsafeMutablePointer<Float>, context: ComputeContext) throws {
+    private func fewRowsResidualForward(_ x: UnsafeMutablePointer<Float>, m: Int, w: Int8Weights, r: Int8Weights,
+                                        qa: UnsafeMutablePointer<Int8>, sa: UnsafeMutablePointer<Float>,
+                                        y: UnsafeMutablePointer<Float>, context: ComputeContext) throws {
         let k = w.inFeatures, n = w.outFeatures, t = Kernels.active, pool = context.pool, panels = (n + 15) / 16
-        if m > Linear.activationResidualMaxRows {
-            let chunk = min(m, Linear.residualChunkRows)
-            // Compute-bound: weights' residual level only, `y = W·qa + b + R·qa`.
-            let main = ock_gemm_args(m: m, k: k, n: n, qa: qa, lda: k, sa: sa, qw: w.packed, sw: w.scales,
-                                     bias: bias.map { UnsafePointer($0.base) }, y: y, ldy: n)
-            withUnsafePointer(to: main) { Kernels.gemmSplit(t, $0, rows: m, panels: panels, pool: pool) }
-            let yr = try context.scratch.allocateBytes(chunk * n * MemoryLayout<Float>.stride).bindMemory(to: Float.self, capacity: chunk * n)
-            var r0 = 0
-            while r0 < m {
-                let rows = min(chunk, m - r0)
-                let underR = ock_gemm_args(m: rows, k: k, n: n, qa: qa + r0 * k, lda: k, sa: sa + r0, qw: r.packed, sw: r.scales,
-                                           bias: nil, y: yr, ldy: n)
-                withUnsafePointer(to: underR) { Kernels.gemmSplit(t, $0, rows: rows, panels: panels, pool: pool) }
-                let add = ResidualAdd(y: y + r0 * n, a: yr, n: n)
-                if rows >= 8 && pool.threadCount > 1 { pool.parallelFor(rows, minChunk: 4, add) } else { add(0..<rows) }
-                r0 += rows
-            }
-            return
-        }
-        // Few rows, one pass: q2 rows 0..<m are the first activation level, m..<2m its residual.
+        // qa/sa have room for 2m rows: rows 0..<m hold the first activation level, m..<2m get its residual.
         let x2 = try context.scratch.allocateBytes(m * k * MemoryLayout<Float>.stride).bindMemory(to: Float.self, capacity: m * k)
-        let q2 = try context.scratch.allocateBytes(2 * m * k).bindMemory(to: Int8.self, capacity: 2 * m * k)
-        let s2 = try context.scratch.allocateBytes(2 * m * 4).bindMemory(to: Float.self, capacity: 2 * m)
         let yw = try context.scratch.allocateBytes(2 * m * n * MemoryLayout<Float>.stride).bindMemory(to: Float.self, capacity: 2 * m * n)
-        q2.update(from: qa, count: m * k)
-        s2.update(from: sa, count: m)
         ock_activation_residual_f32(x, k, k, qa, k, sa, t.pointee.act_offset, x2, k, 0, m)
-        Kernels.quantize(t, x2, ldx: k, k: k, rows: 0..<m, into: q2 + m * k, ldq: k, scale: s2 + m)
-        let underW = ock_gemm_args(m: 2 * m, k: k, n: n, qa: q2, lda: k, sa: s2, qw: w.packed, sw: w.scales,
+        Kernels.quantize(t, x2, ldx: k, k: k, rows: 0..<m, into: qa + m * k, ldq: k, scale: sa + m)
+        let underW = ock_gemm_args(m: 2 * m, k: k, n: n, qa: qa, lda: k, sa: sa, qw: w.packed, sw: w.scales,
                                    bias: nil, y: yw, ldy: n)
-        let underR = ock_gemm_args(m: m, k: k, n: n, qa: q2, lda: k, sa: s2, qw: r.packed, sw: r.scales,
+        let underR = ock_gemm_args(m: m, k: k, n: n, qa: qa, lda: k, sa: sa, qw: r.packed, sw: r.scales,
                                    bias: bias.map { UnsafePointer($0.base) }, y: y, ldy: n)
         withUnsafePointer(to: underW) { Kernels.gemmSplit(t, $0, rows: 2 * m, panels: panels, pool: pool) }
         withUnsafePointer(to: underR) { Kernels.gemmSplit(t, $0, rows: m, panels: panels, pool: pool) }
-        ock_sum3_f32(y, yw, yw + m * n, m * n)
-    }
-}
-
-/// `y[r] += a[r]` for rows of n.
-private struct ResidualAdd: RangeTask {
-    let y: UnsafeMutablePointer<Float>, a: UnsafeMutablePointer<Float>, n: Int
-    func callAsFunction(_ rows: Range<Int>) {
-        let o = rows.lowerBound * n
-        ock_add_f32(y + o, a + o, y + o, rows.count * n)
+        let underQa = Tensor(base: yw, shape: Shape(m * n)), underQa2 = Tensor(base: yw + m * n, shape: Shape(m * n))
+        Ops.add(underQa, underQa2, into: underQa, context: context)
+        Ops.addInPlace(Tensor(base: y, shape: Shape(m * n)), underQa, context: context)
     }
 }

@@ -69,9 +69,6 @@ void ock_dwconv3x3_f32(const float *in, const float *wt, const float *b, float *
 /* out[i] = a[i] + b[i] for i in [0, n); out may equal a or b. */
 void ock_add_f32(const float *a, const float *b, float *out, size_t n);
 
-/* y[i] = y[i] + (a[i] + b[i]) for i in [0, n). */
-void ock_sum3_f32(float *y, const float *a, const float *b, size_t n);
-
 /* The rounding error of int8-quantized activations: out[r - r0, i] = x[r, i] - q[r, i] * scale[r]
  * for rows [r0, r1), where q is in a kernel table's stored form (act_offset 1: bits q ^ 0x80). */
 void ock_activation_residual_f32(const float *x, size_t ldx, size_t k, const int8_t *q, size_t ldq,
